@@ -1,0 +1,79 @@
+"""Convert third-party checkpoints into embedkit folders (safetensors + JSON config).
+
+Upstream checkpoints are pickles. They are opened only here, only on the user's explicit
+command, and with `torch.load(weights_only=True)`, which refuses arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from embedkit.errors import UntrustedFormatError
+from embedkit.molecules.gin import GINConfig
+from embedkit.molecules.model import InfoAlignModel
+from embedkit.zoo import sha256_of
+
+INFOALIGN_PREFIXES = ("graph_encoder.", "dist_net.")
+# InfoAlign's GNN keeps an unused top-level bond encoder; it carries no information.
+INFOALIGN_UNUSED = "graph_encoder.bond_encoder."
+
+
+def load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError…
+        raise UntrustedFormatError(
+            f"{path}: not a plain tensor checkpoint that can be loaded safely ({err.__class__.__name__})"
+        ) from err
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UntrustedFormatError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """InfoAlign's `pretrain.pt` → an embedkit folder with the encoder and VIB head.
+
+    The decoders of the upstream checkpoint target feature spaces whose column names are
+    not published with it, so they are not carried over: the converted model embeds, it
+    does not do retrieval.
+    """
+    checkpoint = Path(checkpoint)
+    state = load_state_dict_safely(checkpoint)
+    kept = {
+        k: v for k, v in state.items()
+        if k.startswith(INFOALIGN_PREFIXES) and not k.startswith(INFOALIGN_UNUSED)
+    }
+    if not kept:
+        raise UntrustedFormatError(
+            f"{checkpoint}: no graph_encoder.* / dist_net.* tensors; is this InfoAlign's pretrain.pt?"
+        )
+    emb_dim = kept["graph_encoder.virtualnode_embedding.weight"].shape[1]
+    num_layer = len({k.split(".")[2] for k in kept if k.startswith("graph_encoder.convs.")})
+    config = GINConfig(num_layer=num_layer, emb_dim=emb_dim)
+    model = InfoAlignModel(
+        config,
+        extra={
+            "converted_from": checkpoint.name,
+            "source_sha256": sha256_of(checkpoint),
+            "upstream": "liuganghuggingface/InfoAlign-Pretrained",
+        },
+    )
+    prefixed = {f"encoder.{k}": v for k, v in kept.items()}
+    missing, unexpected = model.load_state_dict(prefixed, strict=False)
+    if missing or unexpected:
+        raise UntrustedFormatError(
+            f"{checkpoint}: does not match the InfoAlign GIN layout "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    out = model.save_pretrained(out_dir)
+    (out / "README.md").write_text(
+        "---\nlibrary_name: embedkit\ntags: [molecules, infoalign, converted]\n---\n"
+        f"# Converted InfoAlign encoder\n\nConverted by `embedkit zoo convert infoalign` from "
+        f"`{checkpoint.name}` (sha256 `{sha256_of(checkpoint)}`). Encoder and VIB head only; "
+        "the embedding is μ (300-d). Cite Liu et al., ICLR 2025.\n"
+    )
+    return out

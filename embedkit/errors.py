@@ -1,0 +1,21 @@
+"""Exceptions a user can act on: each message says what went wrong and what to do."""
+
+
+class EmbedkitError(Exception):
+    """Base class: the CLI prints these as one line and exits with code 2."""
+
+
+class InputError(EmbedkitError):
+    """The user's input file or column cannot be used."""
+
+
+class ModelNotFoundError(EmbedkitError):
+    """A model name, revision or file cannot be resolved."""
+
+
+class ChecksumError(EmbedkitError):
+    """A file's sha256 differs from the one its model card pins."""
+
+
+class UntrustedFormatError(EmbedkitError):
+    """A checkpoint is in a format we refuse to load (pickle outside an explicit convert)."""

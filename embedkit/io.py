@@ -1,0 +1,184 @@
+"""Tables in and out, chosen by file suffix, with atomic writes.
+
+Readers: .csv .tsv .txt .smi (optionally .gz) and .parquet. Writers: .parquet .csv .tsv .npz
+.h5ad. Every write goes to a temporary file in the target folder and is renamed into place,
+so a crash never leaves a half-written output and never clobbers a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from embedkit.errors import InputError
+
+READ_SUFFIXES = (".csv", ".tsv", ".txt", ".smi", ".parquet")
+WRITE_SUFFIXES = (".parquet", ".csv", ".tsv", ".npz", ".h5ad")
+FEATURE_PREFIX = "Emb_"
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a table by suffix; every failure names the file and what was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a table file")
+    suffix = _suffix(path)
+    if suffix not in READ_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported table format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(READ_SUFFIXES)} (optionally .gz)"
+        )
+    try:
+        if suffix == ".parquet":
+            table = pd.read_parquet(path)
+        elif suffix in (".tsv", ".txt"):
+            table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        elif suffix == ".smi":
+            table = _read_smi(path)
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(f"{path}: the file is empty") from err
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable {suffix} table ({err})") from err
+    if table.shape[1] == 0:
+        raise InputError(f"{path}: the file has no columns")
+    return table
+
+
+def _read_smi(path: Path) -> pd.DataFrame:
+    """A .smi file: SMILES then an optional name, whitespace separated, no header."""
+    table = pd.read_csv(
+        path, sep=r"\s+", header=None, dtype=str, keep_default_na=False, usecols=[0, 1],
+        names=["smiles", "name"], engine="python",
+    )
+    return table
+
+
+def feature_columns(dim: int, prefix: str = FEATURE_PREFIX) -> list[str]:
+    return [f"{prefix}{i:04d}" for i in range(dim)]
+
+
+def embeddings_frame(metadata: pd.DataFrame, embeddings: np.ndarray) -> pd.DataFrame:
+    """Metadata columns first, then Emb_0000… (a Title-case prefix pycytominer can select)."""
+    features = pd.DataFrame(
+        embeddings, columns=feature_columns(embeddings.shape[1]), index=metadata.index
+    )
+    return pd.concat([metadata, features], axis=1)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_table(
+    table: pd.DataFrame, path: str | Path, run_info: dict | None = None
+) -> Path:
+    """Write by suffix, atomically. `run_info` (model id, revision, sha256…) travels with the
+    data: Parquet key-value metadata, AnnData `uns`, an npz `run_info` entry, or a sidecar
+    `<file>.json` for CSV/TSV."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported output format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(WRITE_SUFFIXES)}"
+        )
+    info = json.dumps(run_info or {}, sort_keys=True)
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            _write_parquet(table, tmp, info)
+        elif suffix in (".csv", ".tsv"):
+            table.to_csv(tmp, index=False, sep="," if suffix == ".csv" else "\t")
+        elif suffix == ".npz":
+            _write_npz(table, tmp, info)
+        else:
+            _write_h5ad(table, tmp, run_info or {})
+    if suffix in (".csv", ".tsv") and run_info:
+        with atomic_path(path.with_name(path.name + ".json")) as tmp:
+            tmp.write_text(info + "\n")
+    return path
+
+
+def split_features(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    feats = [c for c in table.columns if c.startswith(FEATURE_PREFIX)]
+    return table.drop(columns=feats), table[feats].to_numpy(dtype=np.float32)
+
+
+def _write_parquet(table: pd.DataFrame, tmp: Path, info: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {})
+    metadata[b"embedkit"] = info.encode()
+    pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
+
+
+def _write_npz(table: pd.DataFrame, tmp: Path, info: str) -> None:
+    meta, emb = split_features(table)
+    arrays = {"embeddings": emb, "run_info": np.array(info)}
+    for column in meta.columns:
+        values = meta[column].to_numpy()
+        arrays[f"obs/{column}"] = values.astype(str) if values.dtype == object else values
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _write_h5ad(table: pd.DataFrame, tmp: Path, run_info: dict) -> None:
+    try:
+        import anndata
+    except ImportError as err:
+        raise InputError("writing .h5ad needs anndata: pip install 'embedkit[anndata]'") from err
+    meta, emb = split_features(table)
+    obs = meta.copy()
+    obs.index = obs.index.astype(str)
+    for column in obs.columns:
+        if obs[column].dtype == object:
+            obs[column] = obs[column].astype(str)
+    adata = anndata.AnnData(X=emb, obs=obs)
+    adata.uns["embedkit"] = {k: str(v) for k, v in run_info.items()}
+    adata.write_h5ad(tmp)
+
+
+def read_run_info(path: str | Path) -> dict:
+    """The run metadata stored beside embeddings by `write_table` (empty if none)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        raw = (pq.read_schema(path).metadata or {}).get(b"embedkit")
+        return json.loads(raw) if raw else {}
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["run_info"]))
+    sidecar = path.with_name(path.name + ".json")
+    return json.loads(sidecar.read_text()) if sidecar.exists() else {}

@@ -1,0 +1,1 @@
+"""Molecules: SMILES → OGB-compatible graphs → GIN + information-bottleneck encoder."""

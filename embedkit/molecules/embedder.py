@@ -1,0 +1,123 @@
+"""Molecule embedding: the Python API behind `embedkit embed-smiles`.
+
+One output row per input, in input order: an invalid SMILES gets a NaN vector,
+`valid = False` and a readable error, never a crash or a silent drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from embedkit.molecules.batch import collate
+from embedkit.molecules.gin import FeatureEmbedding
+from embedkit.molecules.model import InfoAlignModel
+from embedkit.molecules.pipeline import default_num_workers, featurize_stream
+
+
+@dataclass
+class EmbedResult:
+    embeddings: np.ndarray  # (n, d) float32, NaN rows where invalid
+    valid: np.ndarray  # (n,) bool
+    errors: list[str]  # "" where valid
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def freeze_embedding_norms(module: nn.Module) -> None:
+    """Apply `max_norm` renormalisation once to every row, then switch it off.
+
+    InfoAlign's embedding tables use max_norm=1, which rescales looked-up rows in place on
+    every call (even in eval). Doing it once for all rows gives identical lookups and keeps
+    inference free of in-place weight writes.
+    """
+    for emb in module.modules():
+        if isinstance(emb, nn.Embedding) and emb.max_norm is not None:
+            with torch.no_grad():
+                norms = emb.weight.norm(p=emb.norm_type, dim=1, keepdim=True)
+                scale = torch.where(norms > emb.max_norm, emb.max_norm / (norms + 1e-7), 1.0)
+                emb.weight.mul_(scale)
+            emb.max_norm = None
+    for child in module.modules():
+        if isinstance(child, FeatureEmbedding):
+            child.fuse()
+
+
+class MoleculeEmbedder:
+    """A loaded molecule model: `embed_smiles(smiles) -> (embeddings, valid_mask)`."""
+
+    def __init__(
+        self,
+        model: InfoAlignModel,
+        run_info: dict | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+    ):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.model = model.eval().to(self.device)
+        freeze_embedding_norms(self.model)
+        self.run_info = dict(run_info or {})
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.embedding_dim
+
+    def embed_smiles(
+        self, smiles: Sequence[str] | str, batch_size: int = 256, num_workers: int | None = None,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embed SMILES; returns (float32 array (n, d) with NaN rows for invalid, valid mask)."""
+        result = self.embed(smiles, batch_size, num_workers, progress)
+        return result.embeddings, result.valid
+
+    def embed(
+        self, smiles: Sequence[str] | str, batch_size: int = 256, num_workers: int | None = None,
+        progress: bool = False,
+    ) -> EmbedResult:
+        """Like `embed_smiles`, plus one readable error string per row."""
+        if isinstance(smiles, str):
+            smiles = [smiles]
+        smiles = list(smiles)
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        workers = default_num_workers() if num_workers is None else num_workers
+        n = len(smiles)
+        out = np.full((n, self.embedding_dim), np.nan, dtype=np.float32)
+        valid = np.zeros(n, dtype=bool)
+        errors = [""] * n
+        bar = tqdm(total=n, unit="mol", disable=not progress, desc="embedding")
+        for chunk in featurize_stream(smiles, batch_size, workers):
+            rows = [i for i, g in enumerate(chunk.graphs) if g is not None]
+            for i, err in enumerate(chunk.errors):
+                errors[chunk.start + i] = err
+            if rows:
+                vectors = self._forward([chunk.graphs[i] for i in rows])
+                index = np.asarray(rows) + chunk.start
+                out[index] = vectors
+                valid[index] = True
+            bar.update(len(chunk.graphs))
+        bar.close()
+        return EmbedResult(out, valid, errors)
+
+    @torch.inference_mode()
+    def _forward(self, graphs) -> np.ndarray:
+        batch = collate(graphs).to(self.device)
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        ):
+            mu = self.model.encoder(batch)
+        return mu.float().cpu().numpy()

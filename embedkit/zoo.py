@@ -1,0 +1,207 @@
+"""The model zoo: cards shipped in the package, and resolution of a name to verified files.
+
+A card is the model's contract (like timm's `pretrained_cfg`): architecture and config,
+embedding size, input spec, Hub repo at a pinned revision, per-file sha256, licence,
+citation and provenance. Resolution order for `name[@rev]`:
+
+1. files shipped inside the package (`zoo/<name>/`), when the revision is the card's;
+2. the Hugging Face cache (`HF_HUB_CACHE` / `HF_HOME`), at the pinned revision;
+3. a Hub download at the pinned revision (unless `HF_HUB_OFFLINE=1`).
+
+Every file is checked against the card's sha256 before any byte is deserialised.
+`hf-hub:org/repo[@rev]` and `local-dir:PATH` bypass the cards (no pinned checksums).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from embedkit.errors import ChecksumError, ModelNotFoundError
+
+CARD_SUFFIX = ".card.json"
+EXTRA_CARDS_ENV = "EMBEDKIT_EXTRA_CARDS"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    task: str
+    architecture: str
+    embedding_dim: int
+    hub_repo: str
+    revision: str
+    files: dict[str, str]
+    license: str
+    summary: str
+    citation: str = ""
+    input: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    shipped_dir: Path | None = None
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelCard:
+        data = json.loads(path.read_text())
+        shipped = data.pop("shipped", False)
+        shipped_dir = path.parent / data["name"] if shipped else None
+        return cls(**data, shipped_dir=shipped_dir)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "shipped_dir"}
+        data["shipped"] = self.shipped_dir is not None
+        return data
+
+    def usage(self) -> str:
+        """A copy-paste snippet, as molfeat's cards offer."""
+        return (
+            f"# command line\nembedkit embed-smiles molecules.csv -m {self.name} -o embeddings.parquet\n"
+            f"\n# Python\nimport embedkit\nmodel = embedkit.load({self.name!r})\n"
+            "embeddings, valid = model.embed_smiles(['CCO', 'c1ccccc1O'])\n"
+        )
+
+
+def _card_dirs() -> list[Path]:
+    dirs = [Path(str(resources.files("zoo")))]
+    extra = os.environ.get(EXTRA_CARDS_ENV)
+    if extra:
+        dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def list_cards() -> list[ModelCard]:
+    cards: dict[str, ModelCard] = {}
+    for folder in _card_dirs():
+        for path in sorted(folder.glob(f"*{CARD_SUFFIX}")):
+            card = ModelCard.from_file(path)
+            cards.setdefault(card.name, card)
+    return sorted(cards.values(), key=lambda c: c.name)
+
+
+def get_card(name: str) -> ModelCard:
+    for card in list_cards():
+        if card.name == name:
+            return card
+    known = ", ".join(c.name for c in list_cards()) or "(none)"
+    raise ModelNotFoundError(f"no model named {name!r} in the zoo; known models: {known}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"{path}: sha256 {actual[:12]}… differs from the pinned {expected[:12]}…; "
+            "the file is corrupt or was replaced — delete it and download again"
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's files are, and what produced them (recorded in every output)."""
+
+    model_id: str
+    revision: str
+    folder: Path
+    sha256: dict[str, str]
+    source: str
+    card: ModelCard | None = None
+
+    def run_info(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "weights_sha256": self.sha256.get("model.safetensors", ""),
+            "source": self.source,
+        }
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    if "@" in spec:
+        name, rev = spec.rsplit("@", 1)
+        return name, rev or None
+    return spec, None
+
+
+def resolve(spec: str) -> ResolvedModel:
+    """Turn `name[@rev]`, `hf-hub:org/repo[@rev]` or `local-dir:PATH` into verified files."""
+    if spec.startswith("local-dir:"):
+        return _resolve_local(Path(spec[len("local-dir:"):]).expanduser())
+    if spec.startswith("hf-hub:"):
+        repo, rev = split_revision(spec[len("hf-hub:"):])
+        files = ["config.json", "model.safetensors"]
+        folder = _fetch_from_hub(repo, rev or "main", files)
+        sums = {f: sha256_of(folder / f) for f in files}
+        return ResolvedModel(spec, rev or "main", folder, sums, "hub")
+    name, rev = split_revision(spec)
+    card = get_card(name)
+    if rev is None or rev == card.revision:
+        if card.shipped_dir is not None and all((card.shipped_dir / f).exists() for f in card.files):
+            for fname, digest in card.files.items():
+                verify_file(card.shipped_dir / fname, digest)
+            return ResolvedModel(name, card.revision, card.shipped_dir, card.files, "shipped", card)
+        rev = card.revision
+    folder = _fetch_from_hub(card.hub_repo, rev, list(card.files))
+    if rev == card.revision:
+        for fname, digest in card.files.items():
+            verify_file(folder / fname, digest)
+        sums = card.files
+    else:
+        sums = {f: sha256_of(folder / f) for f in card.files}
+    return ResolvedModel(name, rev, folder, sums, "hub", card)
+
+
+def _resolve_local(folder: Path) -> ResolvedModel:
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"local-dir:{folder}: no such folder")
+    missing = [f for f in ("config.json", "model.safetensors") if not (folder / f).exists()]
+    if missing:
+        raise ModelNotFoundError(
+            f"local-dir:{folder}: missing {', '.join(missing)} (expected a folder written by "
+            "save_pretrained or the train recipes)"
+        )
+    sums = {f: sha256_of(folder / f) for f in ("config.json", "model.safetensors")}
+    return ResolvedModel(f"local-dir:{folder}", "local", folder, sums, "local")
+
+
+def _fetch_from_hub(repo: str, revision: str, files: list[str]) -> Path:
+    """Cache first, then download; offline and uncached gives one actionable sentence."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    paths = []
+    for fname in files:
+        cached = try_to_load_from_cache(repo, fname, revision=revision)
+        if isinstance(cached, str):
+            paths.append(Path(cached))
+            continue
+        try:
+            paths.append(Path(hf_hub_download(repo, fname, revision=revision)))
+        except LocalEntryNotFoundError as err:
+            raise ModelNotFoundError(
+                f"{fname} of {repo}@{revision[:12]} is not in the Hugging Face cache and the Hub "
+                f"cannot be reached (offline); on a connected machine run "
+                f"`embedkit zoo download` for it, or copy the cache (HF_HUB_CACHE) here"
+            ) from err
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+            raise ModelNotFoundError(f"{repo}@{revision}: {fname} not found on the Hub") from err
+    folders = {p.parent for p in paths}
+    if len(folders) != 1:
+        raise ModelNotFoundError(f"{repo}@{revision}: files resolved to different folders")
+    return folders.pop()
