@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from embedkit.errors import ChecksumError, ModelNotFoundError
+from embedkit.errors import ChecksumError, ModelNotFoundError, UntrustedFormatError
 
 CARD_SUFFIX = ".card.json"
 EXTRA_CARDS_ENV = "EMBEDKIT_EXTRA_CARDS"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ def _resolve_local(folder: Path) -> ResolvedModel:
     if not folder.is_dir():
         raise ModelNotFoundError(f"local-dir:{folder}: no such folder")
     missing = [f for f in ("config.json", "model.safetensors") if not (folder / f).exists()]
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if "model.safetensors" in missing and pickles:
+        raise UntrustedFormatError(
+            f"local-dir:{folder}: {pickles[0]} is a pickle checkpoint, which embedkit does not "
+            f"load; convert it: embedkit zoo convert infoalign {folder / pickles[0]} -o OUT_DIR"
+        )
     if missing:
         raise ModelNotFoundError(
             f"local-dir:{folder}: missing {', '.join(missing)} (expected a folder written by "

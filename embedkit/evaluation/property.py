@@ -1,0 +1,186 @@
+"""`evaluate_property`: several featurisers x several seeds on one benchmark -> a table.
+
+Each seed is a different scaffold split *and* a different head initialisation. Rows whose
+SMILES any method cannot featurise are dropped for every method, so all methods are scored
+on identical molecules and splits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from embedkit.evaluation.datasets import PropertyDataset, load_dataset
+from embedkit.evaluation.fingerprints import ecfp4
+from embedkit.evaluation.metrics import METRIC_NAMES
+from embedkit.evaluation.probe import ProbeConfig, fit_mlp_probe, fit_random_forest
+from embedkit.evaluation.splits import scaffold_groups, scaffold_split
+from embedkit.molecules.embedder import MoleculeEmbedder
+from embedkit.molecules.gin import GINConfig
+from embedkit.molecules.model import InfoAlignModel
+
+logger = logging.getLogger(__name__)
+
+# (smiles, seed) -> (features (n, d) with NaN rows, valid mask)
+Featuriser = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
+
+RESULT_COLUMNS = [
+    "dataset", "method", "head", "seed", "metric", "test_score", "valid_score", "best_epoch",
+    "n_train", "n_valid", "n_test", "n_tasks", "n_dropped", "feature_dim", "featurise_s", "fit_s",
+]
+
+
+@dataclass
+class Method:
+    """A featuriser plus a head ("mlp" or "rf")."""
+
+    name: str
+    featurise: Featuriser
+    head: str = "mlp"
+    features_key: str = ""  # methods sharing a key share features (ECFP for MLP and RF)
+    seed_dependent: bool = False  # features change with the seed (a random-init encoder)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.head not in ("mlp", "rf"):
+            raise ValueError(f"{self.name}: head must be 'mlp' or 'rf', got {self.head!r}")
+        self.features_key = self.features_key or self.name
+
+
+def embedder_method(
+    name: str, embedder: MoleculeEmbedder, batch_size: int = 256, head: str = "mlp"
+) -> Method:
+    """Frozen embeddings from a loaded model (the embedding is the VIB mean)."""
+
+    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return embedder.embed_smiles(list(smiles), batch_size=batch_size)
+
+    return Method(name, featurise, head, info=dict(embedder.run_info))
+
+
+def random_init_method(
+    name: str = "random-init", like: MoleculeEmbedder | None = None, precision: str = "fp32",
+    batch_size: int = 256,
+) -> Method:
+    """The same architecture with random weights, re-drawn for every seed.
+
+    A pretrained encoder has to beat this to claim that pretraining, not the architecture,
+    carries the signal.
+    """
+    config = like.model.encoder.config if like is not None else GINConfig()
+
+    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        torch.manual_seed(seed)
+        model = InfoAlignModel(GINConfig(**config.to_dict()))
+        embedder = MoleculeEmbedder(
+            model, {"model_id": "random-init"}, device="cpu", precision=precision
+        )
+        return embedder.embed_smiles(list(smiles), batch_size=batch_size)
+
+    return Method(name, featurise, "mlp", seed_dependent=True, info={"model_id": "random-init"})
+
+
+def ecfp_methods(
+    heads: Sequence[str] = ("mlp", "rf"), n_bits: int = 2048
+) -> list[Method]:
+    """ECFP4 with each head; the fingerprints are computed once and shared."""
+
+    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return ecfp4(smiles, n_bits=n_bits)
+
+    return [
+        Method(f"ecfp4-{head}", featurise, head, features_key="ecfp4", info={"n_bits": n_bits})
+        for head in heads
+    ]
+
+
+def subsample(dataset: PropertyDataset, n: int | None, seed: int = 12345) -> PropertyDataset:
+    """A fixed random subset of `n` molecules (the same for every method and seed)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    index = np.sort(np.random.default_rng(seed).choice(len(dataset), n, replace=False))
+    return dataset.subset(index)
+
+
+def _featurise_all(
+    methods: Sequence[Method], smiles: list[str], seeds: Sequence[int]
+) -> tuple[dict[tuple[str, int | None], np.ndarray], np.ndarray, dict[str, float]]:
+    features: dict[tuple[str, int | None], np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    valid = np.ones(len(smiles), dtype=bool)
+    for method in methods:
+        for seed in seeds if method.seed_dependent else [None]:
+            key = (method.features_key, seed)
+            if key in features:
+                continue
+            start = time.perf_counter()
+            x, ok = method.featurise(smiles, 0 if seed is None else seed)
+            seconds[method.features_key] = seconds.get(method.features_key, 0.0) + (
+                time.perf_counter() - start
+            )
+            features[key] = np.asarray(x, dtype=np.float32)
+            valid &= np.asarray(ok, dtype=bool)
+            logger.info("featurised %s (seed %s): %.1fs", key[0], seed, seconds[key[0]])
+    return features, valid, seconds
+
+
+def evaluate_property(
+    dataset: str | PropertyDataset,
+    methods: Sequence[Method],
+    seeds: Sequence[int] = (0, 1, 2),
+    data_dir: str | Path | None = None,
+    probe: ProbeConfig | None = None,
+    max_molecules: int | None = None,
+    rf_trees: int = 200,
+    n_jobs: int = 2,
+) -> pd.DataFrame:
+    """Score every method on every seed's scaffold split; one row per (method, seed).
+
+    Scores are in the paper's units: ROC-AUC in % (classification, higher better) or
+    MAE x100 (regression, lower better), taken on test at the best validation epoch.
+    """
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset, data_dir)
+    dataset = subsample(dataset, max_molecules)
+    features, valid, seconds = _featurise_all(methods, dataset.smiles, seeds)
+    keep = np.flatnonzero(valid)
+    n_dropped = len(dataset) - len(keep)
+    if n_dropped:
+        logger.info("%s: dropped %d unfeaturisable rows", dataset.name, n_dropped)
+    kept = dataset.subset(keep)
+    groups = scaffold_groups(kept.smiles)
+    rows = []
+    for seed in seeds:
+        split = scaffold_split(kept.smiles, seed, groups=groups)
+        for method in methods:
+            x = features[(method.features_key, seed if method.seed_dependent else None)][keep]
+            y = kept.labels
+            args = [x[split.train], y[split.train], x[split.valid], y[split.valid],
+                    x[split.test], y[split.test], kept.task_type, seed]
+            start = time.perf_counter()
+            if method.head == "mlp":
+                result = fit_mlp_probe(*args, config=probe)
+            else:
+                result = fit_random_forest(*args, n_estimators=rf_trees, n_jobs=n_jobs)
+            fit_s = time.perf_counter() - start
+            logger.info(
+                "%s seed %d %s: test %.2f valid %.2f (%.1fs)",
+                dataset.name, seed, method.name, result.test_score, result.valid_score, fit_s,
+            )
+            rows.append({
+                "dataset": dataset.name, "method": method.name, "head": method.head,
+                "seed": seed, "metric": METRIC_NAMES[kept.task_type],
+                "test_score": result.test_score, "valid_score": result.valid_score,
+                "best_epoch": result.best_epoch, "n_train": len(split.train),
+                "n_valid": len(split.valid), "n_test": len(split.test),
+                "n_tasks": y.shape[1], "n_dropped": n_dropped, "feature_dim": x.shape[1],
+                "featurise_s": seconds[method.features_key], "fit_s": fit_s,
+            })
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
