@@ -11,7 +11,6 @@ from embedkit.molecules.model import InfoAlignModel
 from embedkit.zoo import resolve
 
 
-
 def load(
     name: str, device: str = "auto", precision: str = "fp32", with_decoders: bool = False
 ) -> MoleculeEmbedder:

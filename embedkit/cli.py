@@ -50,36 +50,96 @@ def main() -> None:
 
 @main.command("embed-smiles")
 @click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad.")
-@click.option("-s", "--smiles-column", default=None,
-              help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]")
-@click.option("--id-column", default=None, help="Column copied to Metadata_ID (e.g. a compound id).")
-@click.option("-m", "--model", default=DEFAULT_MOLECULE_MODEL, show_default=True,
-              help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.")
-@click.option("-b", "--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Molecules per forward pass.")
-@click.option("-n", "--num-workers", default=None, type=click.IntRange(min=0),
-              help="Featurisation processes.  [default: CPU cores - 1; 0 = in-process]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
-              show_default=True, help="bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 and GPUs.")
-@click.option("--on-error", type=click.Choice(["nan", "raise", "drop"]), default="nan",
-              show_default=True,
-              help="Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal]")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad.",
+)
+@click.option(
+    "-s",
+    "--smiles-column",
+    default=None,
+    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
+)
+@click.option(
+    "--id-column", default=None, help="Column copied to Metadata_ID (e.g. a compound id)."
+)
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MOLECULE_MODEL,
+    show_default=True,
+    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
+)
+@click.option(
+    "-b",
+    "--batch-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Molecules per forward pass.",
+)
+@click.option(
+    "-n",
+    "--num-workers",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Featurisation processes.  [default: CPU cores - 1; 0 = in-process]",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the model runs.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 and GPUs.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["nan", "raise", "drop"]),
+    default="nan",
+    show_default=True,
+    help="Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal]"
+)
 @friendly_errors
-def embed_smiles(input_path, output, smiles_column, id_column, model, batch_size, num_workers,
-                 device, precision, on_error, progress) -> None:
+def embed_smiles(
+    input_path,
+    output,
+    smiles_column,
+    id_column,
+    model,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+    on_error,
+    progress,
+) -> None:
     """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order."""
     from embedkit.api import load
     from embedkit.molecules.embed_table import embed_smiles_file
 
     embedder = load(model, device=device, precision=precision)
     summary = embed_smiles_file(
-        input_path, output, embedder, smiles_column=smiles_column, id_column=id_column,
-        batch_size=batch_size, num_workers=num_workers, on_error=on_error,
+        input_path,
+        output,
+        embedder,
+        smiles_column=smiles_column,
+        id_column=id_column,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        on_error=on_error,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
     click.echo(summary.line())
@@ -100,7 +160,10 @@ def zoo_list() -> None:
     click.echo(f"{'name':<{width}}  {'task':<10} {'dim':>4}  {'where':<8} summary")
     for card in cards:
         where = "shipped" if card.shipped_dir else "hub"
-        click.echo(f"{card.name:<{width}}  {card.task:<10} {card.embedding_dim:>4}  {where:<8} {card.summary}")
+        click.echo(
+            f"{card.name:<{width}}  {card.task:<10} {card.embedding_dim:>4}  "
+            f"{where:<8} {card.summary}"
+        )
 
 
 @zoo.command("show")
@@ -123,7 +186,10 @@ def zoo_download(name: str) -> None:
     from embedkit.zoo import resolve
 
     resolved = resolve(name)
-    click.echo(f"{resolved.model_id}@{resolved.revision}: verified in {resolved.folder} ({resolved.source})")
+    click.echo(
+        f"{resolved.model_id}@{resolved.revision}: verified in {resolved.folder} "
+        f"({resolved.source})"
+    )
 
 
 @zoo.command("verify")
@@ -136,14 +202,22 @@ def zoo_verify(names: tuple[str, ...]) -> None:
     targets = names or tuple(c.name for c in list_cards() if c.shipped_dir)
     for name in targets:
         resolved = resolve(name)
-        click.echo(f"ok  {name}@{resolved.revision[:12]}  {len(resolved.sha256)} files  ({resolved.source})")
+        click.echo(
+            f"ok  {name}@{resolved.revision[:12]}  {len(resolved.sha256)} files  "
+            f"({resolved.source})"
+        )
 
 
 @zoo.command("convert")
 @click.argument("kind", type=click.Choice(["infoalign"]))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write (config.json, model.safetensors, README.md).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write (config.json, model.safetensors, README.md).",
+)
 @friendly_errors
 def zoo_convert(kind: str, checkpoint: Path, output: Path) -> None:
     """Convert a third-party CHECKPOINT (e.g. InfoAlign's pretrain.pt) to safetensors.

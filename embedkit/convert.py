@@ -25,7 +25,8 @@ def load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError…
         raise UntrustedFormatError(
-            f"{path}: not a plain tensor checkpoint that can be loaded safely ({err.__class__.__name__})"
+            f"{path}: not a plain tensor checkpoint that can be loaded safely "
+            f"({err.__class__.__name__})"
         ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -44,12 +45,14 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
     checkpoint = Path(checkpoint)
     state = load_state_dict_safely(checkpoint)
     kept = {
-        k: v for k, v in state.items()
+        k: v
+        for k, v in state.items()
         if k.startswith(INFOALIGN_PREFIXES) and not k.startswith(INFOALIGN_UNUSED)
     }
     if not kept:
         raise UntrustedFormatError(
-            f"{checkpoint}: no graph_encoder.* / dist_net.* tensors; is this InfoAlign's pretrain.pt?"
+            f"{checkpoint}: no graph_encoder.* / dist_net.* tensors; "
+            "is this InfoAlign's pretrain.pt?"
         )
     emb_dim = kept["graph_encoder.virtualnode_embedding.weight"].shape[1]
     num_layer = len({k.split(".")[2] for k in kept if k.startswith("graph_encoder.convs.")})

@@ -65,8 +65,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _read_smi(path: Path) -> pd.DataFrame:
     """A .smi file: SMILES then an optional name, whitespace separated, no header."""
     table = pd.read_csv(
-        path, sep=r"\s+", header=None, dtype=str, keep_default_na=False, usecols=[0, 1],
-        names=["smiles", "name"], engine="python",
+        path,
+        sep=r"\s+",
+        header=None,
+        dtype=str,
+        keep_default_na=False,
+        usecols=[0, 1],
+        names=["smiles", "name"],
+        engine="python",
     )
     return table
 
@@ -87,7 +93,9 @@ def embeddings_frame(metadata: pd.DataFrame, embeddings: np.ndarray) -> pd.DataF
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -98,9 +106,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_table(
-    table: pd.DataFrame, path: str | Path, run_info: dict | None = None
-) -> Path:
+def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = None) -> Path:
     """Write by suffix, atomically. `run_info` (model id, revision, sha256…) travels with the
     data: Parquet key-value metadata, AnnData `uns`, an npz `run_info` entry, or a sidecar
     `<file>.json` for CSV/TSV."""

@@ -60,7 +60,8 @@ class ModelCard:
     def usage(self) -> str:
         """A copy-paste snippet, as molfeat's cards offer."""
         return (
-            f"# command line\nembedkit embed-smiles molecules.csv -m {self.name} -o embeddings.parquet\n"
+            "# command line\n"
+            f"embedkit embed-smiles molecules.csv -m {self.name} -o embeddings.parquet\n"
             f"\n# Python\nimport embedkit\nmodel = embedkit.load({self.name!r})\n"
             "embeddings, valid = model.embed_smiles(['CCO', 'c1ccccc1O'])\n"
         )
@@ -138,9 +139,9 @@ def split_revision(spec: str) -> tuple[str, str | None]:
 def resolve(spec: str) -> ResolvedModel:
     """Turn `name[@rev]`, `hf-hub:org/repo[@rev]` or `local-dir:PATH` into verified files."""
     if spec.startswith("local-dir:"):
-        return _resolve_local(Path(spec[len("local-dir:"):]).expanduser())
+        return _resolve_local(Path(spec[len("local-dir:") :]).expanduser())
     if spec.startswith("hf-hub:"):
-        repo, rev = split_revision(spec[len("hf-hub:"):])
+        repo, rev = split_revision(spec[len("hf-hub:") :])
         files = ["config.json", "model.safetensors"]
         folder = _fetch_from_hub(repo, rev or "main", files)
         sums = {f: sha256_of(folder / f) for f in files}
@@ -148,7 +149,9 @@ def resolve(spec: str) -> ResolvedModel:
     name, rev = split_revision(spec)
     card = get_card(name)
     if rev is None or rev == card.revision:
-        if card.shipped_dir is not None and all((card.shipped_dir / f).exists() for f in card.files):
+        if card.shipped_dir is not None and all(
+            (card.shipped_dir / f).exists() for f in card.files
+        ):
             for fname, digest in card.files.items():
                 verify_file(card.shipped_dir / fname, digest)
             return ResolvedModel(name, card.revision, card.shipped_dir, card.files, "shipped", card)

@@ -47,8 +47,19 @@ def test_converted_embeddings_equal_upstream(upstream, tmp_path):
     smiles, reference, checkpoint = upstream
     out = tmp_path / "converted"
     result = subprocess.run(
-        [sys.executable, "-m", "embedkit.cli", "zoo", "convert", "infoalign", str(checkpoint),
-         "-o", str(out)], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "embedkit.cli",
+            "zoo",
+            "convert",
+            "infoalign",
+            str(checkpoint),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
@@ -75,8 +86,19 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     other = tmp_path / "other.pt"
     torch.save({"backbone.weight": torch.zeros(3, 3)}, other)
     result = subprocess.run(
-        [sys.executable, "-m", "embedkit.cli", "zoo", "convert", "infoalign", str(other),
-         "-o", str(tmp_path / "out")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "embedkit.cli",
+            "zoo",
+            "convert",
+            "infoalign",
+            str(other),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "graph_encoder" in result.stderr

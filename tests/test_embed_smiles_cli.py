@@ -20,7 +20,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "embedkit" / "data" / "example_m
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "embedkit.cli", "embed-smiles", *args],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
 
 

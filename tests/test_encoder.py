@@ -16,8 +16,9 @@ from embedkit.molecules.model import InfoAlignModel
 def test_embedding_is_independent_of_atom_order(tiny_model_dir):
     embedder = MoleculeEmbedder(InfoAlignModel.from_pretrained(tiny_model_dir), device="cpu")
     mol = Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O")
-    shuffled = Chem.MolToSmiles(Chem.RenumberAtoms(mol, list(reversed(range(mol.GetNumAtoms())))),
-                                canonical=False)
+    shuffled = Chem.MolToSmiles(
+        Chem.RenumberAtoms(mol, list(reversed(range(mol.GetNumAtoms())))), canonical=False
+    )
     a, _ = embedder.embed_smiles(["CC(=O)Oc1ccccc1C(=O)O"])
     b, _ = embedder.embed_smiles([shuffled])
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -46,7 +47,9 @@ def test_save_load_roundtrip_and_fp16(tiny_model_dir, tmp_path):
     model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
     again = InfoAlignModel.from_pretrained(tmp_path / "fp16")
     assert again.config() == model.config()
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), again.state_dict().items(), strict=True
+    ):
         if a.is_floating_point():
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3, msg=name)
     assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < (
@@ -58,8 +61,13 @@ def test_bf16_is_close_to_fp32(tiny_model_dir):
     model = InfoAlignModel.from_pretrained(tiny_model_dir)
     smiles = nci_smiles(50)
     fp32, _ = MoleculeEmbedder(model, device="cpu").embed_smiles(smiles)
-    bf16, _ = MoleculeEmbedder(InfoAlignModel.from_pretrained(tiny_model_dir), device="cpu",
-                               precision="bf16").embed_smiles(smiles)
+    bf16, _ = MoleculeEmbedder(
+        InfoAlignModel.from_pretrained(tiny_model_dir), device="cpu", precision="bf16"
+    ).embed_smiles(smiles)
     ok = ~np.isnan(fp32).any(1)
-    cos = (fp32[ok] * bf16[ok]).sum(1) / np.linalg.norm(fp32[ok], axis=1) / np.linalg.norm(bf16[ok], axis=1)
+    cos = (
+        (fp32[ok] * bf16[ok]).sum(1)
+        / np.linalg.norm(fp32[ok], axis=1)
+        / np.linalg.norm(bf16[ok], axis=1)
+    )
     assert cos.min() > 0.98

@@ -23,7 +23,9 @@ REPO = "embedkit-test/tiny-gin"
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "embedkit.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "embedkit.cli", *args],
+        capture_output=True,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -42,14 +44,23 @@ def hub_cache(tmp_path, tiny_model_dir) -> dict:
     cards = tmp_path / "cards"
     cards.mkdir()
     card = {
-        "name": "tiny-gin", "task": "molecules", "architecture": "infoalign-gin",
-        "embedding_dim": 16, "hub_repo": REPO, "revision": REVISION,
+        "name": "tiny-gin",
+        "task": "molecules",
+        "architecture": "infoalign-gin",
+        "embedding_dim": 16,
+        "hub_repo": REPO,
+        "revision": REVISION,
         "files": {n: sha256_of(snapshot / n) for n in ("config.json", "model.safetensors")},
-        "license": "CC0-1.0", "summary": "test card",
+        "license": "CC0-1.0",
+        "summary": "test card",
     }
     (cards / "tiny-gin.card.json").write_text(json.dumps(card))
     return {
-        "env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "EMBEDKIT_EXTRA_CARDS": str(cards)},
+        "env": {
+            "HF_HUB_CACHE": str(cache),
+            "HF_HUB_OFFLINE": "1",
+            "EMBEDKIT_EXTRA_CARDS": str(cards),
+        },
         "snapshot": snapshot,
     }
 
@@ -73,7 +84,9 @@ def test_model_resolves_from_hf_cache_at_pinned_revision(hub_cache, tmp_path):
     csv = tmp_path / "in.csv"
     csv.write_text("smiles\nCCO\nc1ccccc1\n")
     out = tmp_path / "out.parquet"
-    result = run_cli("embed-smiles", str(csv), "-o", str(out), "-m", "tiny-gin", env=hub_cache["env"])
+    result = run_cli(
+        "embed-smiles", str(csv), "-o", str(out), "-m", "tiny-gin", env=hub_cache["env"]
+    )
     assert result.returncode == 0, result.stderr
     assert "2 embedded" in result.stdout
     download = run_cli("zoo", "download", "tiny-gin", env=hub_cache["env"])

@@ -20,16 +20,41 @@ from embedkit.zoo import sha256_of
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
 
+SHIPPED_NOTE = """
+## As shipped in embedkit (`{name}`)
 
-def ship(run_dir: Path, name: str, summary: str, license_: str, hub_repo: str,
-         provenance: dict, metrics: dict, zoo_dir: Path = ZOO_DIR) -> Path:
+* Weights are stored as **float16** safetensors (cast from the fp32 training result above
+  to keep the package small); embedkit upcasts them to fp32 when loading.
+* Everything this model learned from is **real public data**; nothing is simulated. It is
+  tiny next to the paper's pretraining set (≈10k molecules, a few hundred profiles, no
+  JUMP / Bray feature matrices, no CRISPR/ORF gene profiles), so expect it to be far from
+  the published InfoAlign checkpoint. Its property-prediction results, beside an untrained
+  encoder of the same architecture and ECFP4, are in embedkit's `docs/molecules.md`.
+* ChEMBL2K molecules were removed from the graph (by InChIKey-14, whatever their source),
+  because their labels are targets and the graph has compound–target edges.
+* Licence `{license}` is embedkit's choice for these weights; some inputs carry their own
+  terms (CMEA profiles: GPL-2 R package; InfoAlign benchmark files: no licence file).
+  Check them against your use.
+"""
+
+
+def ship(
+    run_dir: Path,
+    name: str,
+    summary: str,
+    license_: str,
+    hub_repo: str,
+    provenance: dict,
+    metrics: dict,
+    zoo_dir: Path = ZOO_DIR,
+) -> Path:
     model = InfoAlignModel.from_pretrained(run_dir)
     target = zoo_dir / name
     if target.exists():
         shutil.rmtree(target)
     model.save_pretrained(target, dtype=torch.float16)
-    if (run_dir / "README.md").exists():
-        shutil.copy(run_dir / "README.md", target / "README.md")
+    readme = (run_dir / "README.md").read_text() if (run_dir / "README.md").exists() else ""
+    (target / "README.md").write_text(readme + SHIPPED_NOTE.format(name=name, license=license_))
     files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
     card = {
         "name": name,
@@ -65,10 +90,18 @@ def ship(run_dir: Path, name: str, summary: str, license_: str, hub_repo: str,
 @click.option("--summary", required=True)
 @click.option("--license", "license_", default="CC-BY-4.0", show_default=True)
 @click.option("--hub-repo", default=None, help="[default: embedkit/NAME]")
-@click.option("--provenance", type=click.Path(exists=True, path_type=Path), default=None,
-              help="JSON file with data/recipe provenance to copy into the card.")
-@click.option("--metrics", type=click.Path(exists=True, path_type=Path), default=None,
-              help="JSON file with metrics to copy into the card.")
+@click.option(
+    "--provenance",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="JSON file with data/recipe provenance to copy into the card.",
+)
+@click.option(
+    "--metrics",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="JSON file with metrics to copy into the card.",
+)
 def main(run_dir, name, summary, license_, hub_repo, provenance, metrics) -> None:
     prov = json.loads(provenance.read_text()) if provenance else {}
     mets = json.loads(metrics.read_text()) if metrics else {}

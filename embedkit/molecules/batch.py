@@ -39,9 +39,11 @@ def collate(graphs: Sequence[MolGraph]) -> GraphBatch:
     sizes = np.fromiter((g.num_nodes for g in graphs), dtype=np.int64, count=len(graphs))
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     x = np.concatenate([g.x for g in graphs]) if graphs else np.zeros((0, 9), np.int64)
-    edge_index = np.concatenate(
-        [g.edge_index + off for g, off in zip(graphs, offsets, strict=True)], axis=1
-    ) if graphs else np.zeros((2, 0), np.int64)
+    edge_index = (
+        np.concatenate([g.edge_index + off for g, off in zip(graphs, offsets, strict=True)], axis=1)
+        if graphs
+        else np.zeros((2, 0), np.int64)
+    )
     edge_attr = np.concatenate([g.edge_attr for g in graphs]) if graphs else np.zeros((0, 3))
     batch = np.repeat(np.arange(len(graphs), dtype=np.int64), sizes)
     return GraphBatch(

@@ -25,4 +25,6 @@ class FeatureDecoders(nn.ModuleDict):
     """A named set of decoders; `spaces` maps a feature-space name to its output width."""
 
     def __init__(self, emb_dim: int, spaces: dict[str, int], dropout: float = 0.5):
-        super().__init__({name: make_decoder(emb_dim, dim, dropout) for name, dim in spaces.items()})
+        super().__init__(
+            {name: make_decoder(emb_dim, dim, dropout) for name, dim in spaces.items()}
+        )

@@ -95,7 +95,9 @@ def embed_smiles_file(
     if id_column is not None and id_column not in table.columns:
         raise InputError(f"{input_path}: no id column {id_column!r}")
     smiles = table[column].tolist()
-    result = embedder.embed(smiles, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    result = embedder.embed(
+        smiles, batch_size=batch_size, num_workers=num_workers, progress=progress
+    )
     invalid = np.flatnonzero(~result.valid)
     if on_error == "raise" and len(invalid):
         row = int(invalid[0])

@@ -77,7 +77,10 @@ class MoleculeEmbedder:
         return self.model.embedding_dim
 
     def embed_smiles(
-        self, smiles: Sequence[str] | str, batch_size: int = 256, num_workers: int | None = None,
+        self,
+        smiles: Sequence[str] | str,
+        batch_size: int = 256,
+        num_workers: int | None = None,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embed SMILES; returns (float32 array (n, d) with NaN rows for invalid, valid mask)."""
@@ -85,7 +88,10 @@ class MoleculeEmbedder:
         return result.embeddings, result.valid
 
     def embed(
-        self, smiles: Sequence[str] | str, batch_size: int = 256, num_workers: int | None = None,
+        self,
+        smiles: Sequence[str] | str,
+        batch_size: int = 256,
+        num_workers: int | None = None,
         progress: bool = False,
     ) -> EmbedResult:
         """Like `embed_smiles`, plus one readable error string per row."""

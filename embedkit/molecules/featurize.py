@@ -66,7 +66,8 @@ def _clip(value: int, low: int, high: int, misc: int) -> int:
 
 
 def atom_features(atom: Chem.Atom) -> list[int]:
-    """The 9 OGB atom codes: element, chirality, degree, charge, #H, radicals, hybrid, arom, ring."""
+    """The 9 OGB atom codes: element, chirality, degree, charge, #H, radicals, hybridisation,
+    aromatic, in ring."""
     return [
         _clip(atom.GetAtomicNum(), 1, 118, 118),
         _CHIRAL.get(str(atom.GetChiralTag()), 4),
@@ -115,9 +116,7 @@ def mol_to_graph(mol: Chem.Mol) -> MolGraph:
         src += [i, j]
         dst += [j, i]
         feats += [f, f]
-    return MolGraph(
-        x, np.array([src, dst], dtype=np.int64), np.array(feats, dtype=np.int64)
-    )
+    return MolGraph(x, np.array([src, dst], dtype=np.int64), np.array(feats, dtype=np.int64))
 
 
 def parse_smiles(smiles: object) -> tuple[Chem.Mol | None, str]:

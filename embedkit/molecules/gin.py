@@ -59,7 +59,9 @@ class FeatureEmbedding(nn.Module):
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         if self._fused is not None and not self.training:
             weight, offsets = self._fused
-            return F.embedding_bag(codes + offsets.to(codes.device), weight.to(codes.device), mode="sum")
+            return F.embedding_bag(
+                codes + offsets.to(codes.device), weight.to(codes.device), mode="sum"
+            )
         tables = getattr(self, self._list_name)
         out = tables[0](codes[:, 0])
         for i in range(1, len(tables)):
@@ -138,7 +140,9 @@ class MoleculeEncoder(nn.Module):
         if self.config.readout != "sum":
             raise ValueError(f"only sum readout is implemented, got {self.config.readout!r}")
         self.graph_encoder = VirtualNodeGIN(self.config)
-        self.dist_net = nn.Sequential(nn.SiLU(), nn.Linear(self.config.emb_dim, 2 * self.config.emb_dim))
+        self.dist_net = nn.Sequential(
+            nn.SiLU(), nn.Linear(self.config.emb_dim, 2 * self.config.emb_dim)
+        )
 
     @property
     def embedding_dim(self) -> int:

@@ -36,7 +36,9 @@ class InfoAlignModel(nn.Module):
         self.encoder = MoleculeEncoder(encoder or GINConfig())
         self.decoder_spaces = dict(decoder_spaces or {})
         self.decoder_dropout = decoder_dropout
-        self.decoders = FeatureDecoders(self.encoder.embedding_dim, self.decoder_spaces, decoder_dropout)
+        self.decoders = FeatureDecoders(
+            self.encoder.embedding_dim, self.decoder_spaces, decoder_dropout
+        )
         self.extra = dict(extra or {})
 
     @property

@@ -1,0 +1,281 @@
+"""Context graph: a synthetic data folder in the real file formats, with hand-counted answers.
+
+Molecules: A aspirin, B caffeine, C ibuprofen (LINCS), D paracetamol (Repurposing Hub
+samples only), E nicotine (JUMP-Target; a Broad6K stereoisomer merges into it), F
+naphthalene (Broad6K, two spellings), G ethanol (Biogen, no InChIKey). H is in LINCS
+but in no profile/target file, so it must stay out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from rdkit import Chem
+from rdkit.Chem import rdFingerprintGenerator
+
+from train.context_graph import (
+    ContextGraph,
+    GraphConfig,
+    build_context_graph,
+    read_gct,
+    resolve_data_dir,
+    similarity_edges,
+)
+
+SMILES = {
+    "A": "CC(=O)Oc1ccccc1C(=O)O", "B": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "C": "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "D": "CC(=O)Nc1ccc(O)cc1",
+    "E": "CN1CCC[C@H]1c1cccnc1", "F": "c1ccc2ccccc2c1", "G": "CCO", "H": "OC(=O)c1ccccc1",
+}
+PERT = {k: f"BRD-K0000000{i}" for i, k in enumerate("ABCDH", start=1)}
+GENES = [f"G{i}" for i in range(1, 9)]
+CONFIG = GraphConfig(expression_top_fraction=0.05, expression_min_edges=0)
+
+
+def inchikey(smiles: str) -> str:
+    return Chem.MolToInchiKey(Chem.MolFromSmiles(smiles))
+
+
+def _write_gct(path: Path) -> None:
+    """Level-3-like plate: DMSO ×2, B at 10 and 1, C at 10; C's G3 is far off the plate."""
+    samples = [("DMSO", "-666", "ctl_vehicle"), ("DMSO", "-666", "ctl_vehicle"),
+               (PERT["B"] + "-001-01-1", "10", "trt_cp"), (PERT["B"] + "-001-01-1", "1", "trt_cp"),
+               (PERT["C"] + "-001-01-1", "10", "trt_cp")]
+    rng = np.random.default_rng(0)
+    values = 8.0 + rng.uniform(-0.05, 0.05, size=(8, 5))
+    values[2, 4] += 5.0
+    symbols = GENES[:-1] + ["g8"]  # lower case must still match the CMEA column G8
+    lines = ["#1.3", "8\t5\t1\t3",
+             "\t".join(["id", "pr_gene_symbol"] + [f"S{i}" for i in range(5)])]
+    for name, col in (("pert_id", 0), ("pert_dose", 1), ("pert_type", 2)):
+        lines.append("\t".join([name, "na"] + [s[col] for s in samples]))
+    for g in range(8):
+        lines.append("\t".join([f"{g}_at", symbols[g]] + [f"{v:.4f}" for v in values[g]]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_synthetic_data(root: Path) -> Path:
+    """Every source file the builder reads, tiny, in the real formats."""
+    for sub in ("molecules", "profiles", "kg", "benchmarks/broad6k", "benchmarks/biogenadme"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    lincs = pd.DataFrame({
+        "pert_id": [PERT[k] for k in "ABCH"] + ["TRCN0001"],
+        "pert_iname": list("abch") + ["shRNA"], "pert_type": ["trt_cp"] * 4 + ["trt_sh"],
+        "canonical_smiles": [SMILES[k] for k in "ABCH"] + [None],
+        "inchi_key": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABCH"] + [None]})
+    lincs.to_csv(root / "molecules/lincs_pertinfo.tsv.gz", sep="\t", index=False)
+
+    meta = pd.DataFrame({"Metadata_pert_id": [PERT[k] for k in "ABC"],
+                         "Metadata_SMILES": [SMILES[k] for k in "ABC"],
+                         "Metadata_InChIKey": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABC"],
+                         "Metadata_cell_line": "U2OS"})
+    cp = pd.DataFrame({"Cells_A": [1.0, 3.0, 2.0], "Cells_B": [np.nan, -1.0, 1.0],
+                       "Cells_C": [5.0, 5.0, 5.0], "Cells_AllNaN": [np.nan] * 3})
+    pd.concat([meta, cp], axis=1).to_parquet(root / "profiles/cmea_u2os_morphology.parquet")
+    l1000 = pd.DataFrame(np.linspace(-0.9, 0.9, 24).reshape(3, 8), columns=GENES)
+    l1000.loc[0, "G1"] = 10.0  # the single top |z| entry of this source
+    pd.concat([meta, l1000], axis=1).to_parquet(root / "profiles/cmea_u2os_l1000.parquet")
+
+    wells = [("DMSO", 0.0, "control", None)] * 2 + [
+        (PERT["A"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["A"])[:14])] * 2 + [
+        (PERT["A"] + "-001-01-1", 1.0, "trt", inchikey(SMILES["A"])[:14])] * 2 + [
+        (PERT["D"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["D"])[:14])] * 2 + [
+        ("BRD-K99999999-001-01-1", 10.0, "trt", None)]
+    a549 = pd.DataFrame(wells, columns=["Metadata_broad_sample", "Metadata_mmoles_per_liter",
+                                        "Metadata_pert_type", "Metadata_InChIKey14"])
+    a549["Cells_X"] = [0.0, 0.0, 1.0, 3.0, 2.0, 2.0, 4.0, 6.0, 9.0]
+    a549["Cells_Y"] = np.arange(9, dtype=float)
+    a549.to_csv(root / "profiles/lincs_a549_SQ0001_normalized_feature_select.csv.gz", index=False)
+    _write_gct(root / "profiles/l1000_TEST_A375_24H.gct")
+
+    pd.DataFrame({"pert_id": [PERT["A"], PERT["D"], PERT["B"], PERT["C"]],
+                  "pert_iname": list("adbc"), "moa": "x",
+                  "target": ["PTGS1|PTGS2", "PTGS2", "ADORA1", None]}).to_csv(
+        root / "kg/repurposing_simple.tsv", sep="\t", index=False)
+    samples = pd.DataFrame({"broad_id": [PERT["D"] + "-001-01-1"], "pert_iname": ["d"],
+                            "smiles": [SMILES["D"]], "InChIKey": [inchikey(SMILES["D"])]})
+    with open(root / "kg/repurposing_samples_20200324.txt", "w") as fh:
+        fh.write("!Source\tsynthetic\n")
+        samples.to_csv(fh, sep="\t", index=False)
+    pd.DataFrame({"broad_sample": ["BRD-K77777777-001-01-1"], "InChIKey": [inchikey(SMILES["E"])],
+                  "pert_iname": ["nicotine"], "target_list": ["CHRNA4"], "pert_type": ["trt"],
+                  "smiles": [SMILES["E"]]}).to_csv(
+        root / "kg/jump_target1_compound_metadata.tsv", sep="\t", index=False)
+    (root / "kg/gene_gene_StringDB.txt").write_text(
+        "entity1,entity2\nPTGS1,PTGS2\nPTGS2,G1\nG1,NOTINGRAPH\n")
+    with gzip.open(root / "kg/hetionet_protein_interactions.txt.gz", "wt") as fh:
+        fh.write("source_code\tsource_symbol\ttarget_code\ttarget_symbol\n"
+                 "HGNC:1\tADORA1\tHGNC:2\tCHRNA4\nHGNC:3\tPTGS2\tHGNC:4\tPTGS1\n")
+    pd.DataFrame({"mol_id": ["m1", "m1", "m2"],
+                  "smiles": [SMILES["F"], "C1=CC=C2C=CC=CC2=C1", "CN1CCC[C@@H]1c1cccnc1"],
+                  "inchikey": [inchikey(SMILES["F"])[:14]] * 2 + [inchikey(SMILES["E"])[:14]]}
+                 ).to_csv(root / "benchmarks/broad6k/structure.csv.gz", index=False)
+    pd.DataFrame({"smiles": [SMILES["G"], "not_a_smiles", SMILES["A"]], "y": [1, 2, 3]}).to_csv(
+        root / "benchmarks/biogenadme/assays.csv.gz", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> tuple[Path, ContextGraph]:
+    root = write_synthetic_data(tmp_path_factory.mktemp("data"))
+    return root, build_context_graph(root, CONFIG)
+
+
+def _node(graph: ContextGraph, key: str) -> int:
+    return int(np.nonzero(graph.node_key == key)[0][0])
+
+
+def _mol(graph: ContextGraph, letter: str) -> int:
+    return _node(graph, f"molecule:{inchikey(SMILES[letter])[:14]}")
+
+
+def test_counts_by_type(synthetic):
+    _, graph = synthetic
+    s = graph.summary()
+    assert s["nodes"] == {"molecule": 7, "gene": 6, "cp_cmea_u2os": 3, "cp_lincs_a549": 3,
+                          "l1000_cmea_u2os": 3, "l1000_lincs_a375": 3}
+    assert s["edges"] == {"mol-profile": 12, "mol-gene:target": 5, "mol-gene:expression": 2,
+                          "gene-gene": 3, "sim:morgan": 0, "sim:cp_cmea_u2os": 0,
+                          "sim:cp_lincs_a549": 0, "sim:l1000": 0}
+    assert "H" not in {k for k in SMILES if f"molecule:{inchikey(SMILES[k])[:14]}"
+                       in set(graph.node_key)}
+    assert graph.num_molecules == 7 and (graph.node_type[:7] == 0).all()
+
+
+def test_edges_join_the_right_nodes(synthetic):
+    _, graph = synthetic
+    pairs = {(int(a), int(b)): graph.meta["edge_types"][t]
+             for a, b, t in zip(graph.src, graph.dst, graph.edge_type, strict=True)}
+
+    def edge(u: int, v: int) -> str | None:
+        return pairs.get((min(u, v), max(u, v)))
+
+    names = ("PTGS1", "PTGS2", "ADORA1", "CHRNA4", "G1", "G3")
+    gene = {g: _node(graph, f"gene:{g}") for g in names}
+    assert edge(_mol(graph, "A"), gene["PTGS1"]) == "mol-gene:target"
+    assert edge(_mol(graph, "D"), gene["PTGS2"]) == "mol-gene:target"
+    assert edge(_mol(graph, "E"), gene["CHRNA4"]) == "mol-gene:target"
+    assert edge(_mol(graph, "A"), gene["G1"]) == "mol-gene:expression"
+    assert edge(_mol(graph, "C"), gene["G3"]) == "mol-gene:expression"
+    assert edge(gene["PTGS1"], gene["PTGS2"]) == "gene-gene"
+    a549 = _node(graph, f"cp_lincs_a549:{PERT['A']}@10")
+    assert edge(_mol(graph, "A"), a549) == "mol-profile"
+    assert edge(_mol(graph, "B"), _node(graph, f"l1000_lincs_a375:{PERT['B']}@1")) == "mol-profile"
+    assert (graph.src < graph.dst).all() and ((graph.weight > 0) & (graph.weight <= 1)).all()
+
+
+def test_features_scaled_and_aligned(synthetic):
+    _, graph = synthetic
+    cp = graph.spaces["cp_cmea_u2os"]
+    assert cp.columns == ["Cells_A", "Cells_B", "Cells_C"]  # the all-NaN column is dropped
+    rows = cp.values[cp.node_rows[[_node(graph, f"cp_cmea_u2os:{PERT[k]}") for k in "ABC"]]]
+    np.testing.assert_allclose(rows[:, 0], [0.0, 1.0, 0.5])
+    assert np.isnan(rows[0, 1]) and rows[1, 1] == 0.0 and rows[2, 1] == 1.0
+    assert (rows[:, 2] == 0.0).all()  # constant column
+    np.testing.assert_allclose(cp.min, [1.0, -1.0, 5.0])
+    np.testing.assert_allclose(cp.max, [3.0, 1.0, 5.0])
+
+    a549 = graph.spaces["cp_lincs_a549"]  # medians of 2 wells: A@10 → 2, A@1 → 2, D@10 → 5
+    x = a549.values[a549.node_rows[_node(graph, f"cp_lincs_a549:{PERT['D']}@10")], 0]
+    assert x == pytest.approx(1.0) and a549.min[0] == pytest.approx(2.0)
+
+    l1000 = graph.spaces["l1000"]
+    assert l1000.columns == GENES and (l1000.node_rows >= 0).sum() == 6
+    assert np.nanmin(l1000.values) == 0.0 and np.nanmax(l1000.values) == 1.0
+
+    morgan = graph.spaces["morgan"]
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=4, fpSize=1024)
+    expected = gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(SMILES["C"]))
+    np.testing.assert_array_equal(morgan.values[morgan.node_rows[_mol(graph, "C")]], expected)
+    assert (morgan.node_rows[graph.num_molecules:] == -1).all()
+    assert graph.feature_spaces_json()["cp_cmea_u2os"]["max"] == [3.0, 1.0, 5.0]
+
+
+def test_save_load_round_trip(synthetic, tmp_path):
+    _, graph = synthetic
+    path = graph.save(tmp_path / "g.npz")
+    loaded = ContextGraph.load(path)
+    for name in ("node_type", "node_key", "smiles", "src", "dst", "weight", "edge_type"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(graph, name))
+    for name, space in graph.spaces.items():
+        np.testing.assert_array_equal(loaded.spaces[name].values, space.values)
+        assert loaded.spaces[name].columns == space.columns
+    summary = json.loads(path.with_suffix(".json").read_text())["summary"]
+    assert summary == graph.summary()
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only
+        assert "meta_json" in z.files
+
+
+def test_similarity_edges_threshold_and_sparsity():
+    x = np.array([[1, 0, 0], [1, 0.1, 0], [1, 0.3, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], float)
+    i, j, s = similarity_edges(x, threshold=0.8, sparsity=0.0)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(0, 1), (0, 2), (1, 2), (4, 5)}
+    i, j, s = similarity_edges(x, threshold=0.8, sparsity=1 - 2 / 15)  # budget: 2 of 15 pairs
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(0, 1), (4, 5)}
+    assert np.all(s >= 0.99)
+
+
+def test_read_gct(tmp_path):
+    _write_gct(tmp_path / "p.gct")
+    data, rows, cols = read_gct(tmp_path / "p.gct")
+    assert data.shape == (8, 5) and list(rows["pr_gene_symbol"])[-1] == "g8"
+    assert list(cols["pert_type"]) == ["ctl_vehicle"] * 2 + ["trt_cp"] * 3
+    lines = (tmp_path / "p.gct").read_text().splitlines()
+    (tmp_path / "bad.gct").write_text("\n".join(lines[:-1]) + "\n")  # one gene row short
+    with pytest.raises(ValueError, match="GCT header"):
+        read_gct(tmp_path / "bad.gct")
+
+
+def test_data_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBEDKIT_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir(None) == tmp_path
+    monkeypatch.delenv("EMBEDKIT_DATA_DIR")
+    with pytest.raises(FileNotFoundError, match="EMBEDKIT_DATA_DIR"):
+        resolve_data_dir(None)
+
+
+def test_build_graph_cli(synthetic, tmp_path):
+    from train.infoalign import cli
+
+    root, _ = synthetic
+    result = CliRunner().invoke(cli, ["build-graph", "--data-dir", str(root), "--out",
+                                      str(tmp_path / "g.npz"), "--exclude-benchmark", "broad6k"])
+    assert result.exit_code == 0, result.output
+    assert "node molecule" in result.output
+    summary = json.loads((tmp_path / "g.json").read_text())["summary"]
+    assert summary["nodes"]["molecule"] == 6  # naphthalene left with broad6k; nicotine stays
+
+
+def _real_data_dir() -> Path | None:
+    env = os.environ.get("EMBEDKIT_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    return next((p for p in candidates if (p / "molecules/lincs_pertinfo.tsv.gz").exists()), None)
+
+
+@pytest.mark.slow
+def test_real_data_graph_is_sane():
+    root = _real_data_dir()
+    if root is None:
+        pytest.skip("real data not found: set EMBEDKIT_DATA_DIR to the shared data folder")
+    graph = build_context_graph(root)
+    s = graph.summary()
+    assert 8_000 < s["nodes"]["molecule"] < 20_000
+    assert s["nodes"]["cp_cmea_u2os"] == 100 and s["nodes"]["l1000_cmea_u2os"] == 100
+    assert 250 < s["nodes"]["cp_lincs_a549"] <= 360 and 250 < s["nodes"]["l1000_lincs_a375"] < 377
+    assert 1_000 < s["nodes"]["gene"] < 10_000
+    assert s["edges"]["mol-profile"] == sum(s["nodes"][t] for t in s["nodes"]
+                                            if t not in ("molecule", "gene"))
+    assert s["edges"]["gene-gene"] > 5_000 and s["edges"]["mol-gene:target"] > 5_000
+    assert s["edges"]["sim:morgan"] > 1_000
+    assert len(set(graph.node_key.tolist())) == graph.num_nodes
+    assert s["spaces"]["l1000"]["dim"] >= 978 and s["spaces"]["morgan"]["dim"] == 1024
+    n = graph.num_molecules
+    assert s["edges"]["sim:morgan"] <= 0.005 * n * (n - 1) / 2

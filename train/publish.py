@@ -1,0 +1,59 @@
+"""Check a model folder and upload it to the Hugging Face Hub with `upload_folder`.
+
+A dry run only checks the folder (the three Hub files present, the weights loadable, the
+card's front matter) and prints each file's sha256, which the zoo card pins. A push
+prints the commit id: that is the revision to pin, never a branch name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from embedkit.molecules.model import CONFIG_NAME, WEIGHTS_NAME, InfoAlignModel
+
+REQUIRED = (CONFIG_NAME, WEIGHTS_NAME, "README.md")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_folder(folder: str | Path) -> dict[str, str]:
+    """Raise with a reason when the folder is not a publishable model; else name → sha256."""
+    folder = Path(folder)
+    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; run training first")
+    card = (folder / "README.md").read_text()
+    if not card.startswith("---\n") or "library_name: embedkit" not in card.split("---")[1]:
+        raise ValueError(f"{folder}/README.md has no front matter with library_name: embedkit")
+    InfoAlignModel.from_pretrained(folder)  # the weights must load before anyone downloads them
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def publish(folder: str | Path, repo_id: str | None, push: bool, private: bool = False,
+            commit_message: str = "Upload embedkit InfoAlign model", log=print) -> dict:
+    """Dry run (push=False) or upload; returns files, sha256 and the pushed revision."""
+    folder = Path(folder)
+    files = check_folder(folder)
+    for name, sha in files.items():
+        log(f"  {name:<20} sha256 {sha}")
+    if not push:
+        log(f"dry run: {folder} is ready; nothing uploaded")
+        return {"pushed": False, "files": files}
+    if not repo_id:
+        raise ValueError("--push needs a repo id such as org/embedkit-infoalign")
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                             commit_message=commit_message)
+    revision = getattr(info, "oid", None)
+    log(f"pushed {repo_id} at revision {revision}: pin this revision in the zoo card")
+    return {"pushed": True, "repo_id": repo_id, "revision": revision, "files": files}
