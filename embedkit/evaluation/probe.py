@@ -4,6 +4,9 @@ The MLP is InfoAlign's downstream head: Linear(d, 4d) -> BatchNorm -> GELU -> Dr
 -> Linear(4d, T), Adam (lr 1e-3, weight decay 1e-5), full-batch steps, NaN-masked
 BCE-with-logits (classification) or L1 (regression), early stopping on the validation
 metric, and the test score read at the best validation epoch.
+
+Mostly-zero inputs (ECFP bits) take an exact sparse path through the first layer, so a
+2048-bit probe costs about what a 300-d one does.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from embedkit.evaluation.metrics import higher_is_better, score_predictions
 
 @dataclass
 class ProbeConfig:
+    """The paper's probe settings; only `max_hidden` is ours (keeps ECFP probes affordable)."""
+
     hidden_mult: int = 4
     max_hidden: int | None = 1200  # caps 4d for wide inputs (ECFP 2048 -> 1200, not 8192)
     dropout: float = 0.5
@@ -27,6 +32,7 @@ class ProbeConfig:
     max_epochs: int = 300
     patience: int = 50
     batch_size: int = 5120  # the reference's batch: about one step per epoch here
+    precision: str = "fp32"  # "bf16": autocast matmuls, about 1.7x faster on AVX-512 BF16 CPUs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,14 +46,72 @@ class HeadResult:
     test_pred: np.ndarray
 
 
-def _mlp(d_in: int, d_out: int, config: ProbeConfig) -> nn.Sequential:
-    hidden = config.hidden_mult * d_in
-    if config.max_hidden is not None:
-        hidden = min(hidden, config.max_hidden)
-    return nn.Sequential(
-        nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
-        nn.Dropout(config.dropout), nn.Linear(hidden, d_out),
-    )
+# A dense (n, d) tensor, or padded sparse rows: (column indices, values), both (n, k).
+Features = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+SPARSE_DENSITY = 0.1
+
+
+class Dropout(nn.Module):
+    """Inverted dropout, as `nn.Dropout`, with the mask drawn by `rand` (4x faster on CPU
+    than `bernoulli_`, which was a third of each probe step)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
+class ProbeMLP(nn.Module):
+    """Linear(d, h) -> BatchNorm -> GELU -> Dropout -> Linear(h, T)."""
+
+    def __init__(self, d_in: int, d_out: int, config: ProbeConfig):
+        super().__init__()
+        hidden = config.hidden_mult * d_in
+        if config.max_hidden is not None:
+            hidden = min(hidden, config.max_hidden)
+        self.first = nn.Linear(d_in, hidden)
+        self.rest = nn.Sequential(
+            nn.BatchNorm1d(hidden), nn.GELU(), Dropout(config.dropout), nn.Linear(hidden, d_out)
+        )
+
+    def forward(self, x: Features) -> torch.Tensor:
+        if isinstance(x, tuple):  # x @ W.T as a weighted sum of W's columns at the non-zeros
+            index, values = x
+            weight = self.first.weight.t().contiguous()
+            h = nn.functional.embedding_bag(
+                index, weight, per_sample_weights=values, mode="sum"
+            ) + self.first.bias
+        else:
+            h = self.first(x)
+        return self.rest(h)
+
+
+def to_features(x: np.ndarray, sparse: bool) -> Features:
+    """Dense tensor, or padded (indices, values) with zero-valued padding at column 0."""
+    x = np.asarray(x, dtype=np.float32)
+    if not sparse:  # a writable copy when needed: worker inputs arrive as read-only memmaps
+        return torch.from_numpy(np.require(x, requirements=["C", "W"]))
+    rows, cols = np.nonzero(x)
+    counts = np.bincount(rows, minlength=len(x))
+    width = max(int(counts.max(initial=0)), 1)
+    index = np.zeros((len(x), width), dtype=np.int64)
+    values = np.zeros((len(x), width), dtype=np.float32)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    index[rows, slot] = cols
+    values[rows, slot] = x[rows, cols]
+    return torch.from_numpy(index), torch.from_numpy(values)
+
+
+def _take(x: Features, rows: torch.Tensor) -> Features:
+    return (x[0][rows], x[1][rows]) if isinstance(x, tuple) else x[rows]
+
+
+def _n_rows(x: Features) -> int:
+    return len(x[0]) if isinstance(x, tuple) else len(x)
 
 
 def _masked_loss(out: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -60,10 +124,15 @@ def _masked_loss(out: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Te
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
+def _forward(model: nn.Module, x: Features, precision: str) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return model(x).float()
+
+
 @torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _predict(model: nn.Module, x: Features, precision: str) -> torch.Tensor:
     model.eval()
-    return model(x)
+    return _forward(model, x, precision)
 
 
 def _to_scores(out: torch.Tensor, task_type: str) -> np.ndarray:
@@ -73,37 +142,43 @@ def _to_scores(out: torch.Tensor, task_type: str) -> np.ndarray:
 def fit_mlp_probe(
     x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
     x_test: np.ndarray, y_test: np.ndarray, task_type: str, seed: int = 0,
-    config: ProbeConfig | None = None,
+    config: ProbeConfig | None = None, sparse: bool | None = None,
 ) -> HeadResult:
-    """Train the MLP head; return valid/test scores (paper units) at the best valid epoch."""
+    """Train the MLP head; return valid/test scores (paper units) at the best valid epoch.
+
+    `sparse=None` picks the sparse first layer when under 10% of training inputs are non-zero.
+    """
     config = config or ProbeConfig()
+    if sparse is None:
+        sparse = np.count_nonzero(x_train) < SPARSE_DENSITY * max(np.size(x_train), 1)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    xt, xv, xs = (torch.as_tensor(x, dtype=torch.float32) for x in (x_train, x_valid, x_test))
+    xt, xv, xs = (to_features(x, sparse) for x in (x_train, x_valid, x_test))
     yt = torch.as_tensor(y_train, dtype=torch.float32)
-    model = _mlp(xt.shape[1], yt.shape[1], config)
+    model = ProbeMLP(np.shape(x_train)[1], yt.shape[1], config)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sign = 1.0 if higher_is_better(task_type) else -1.0
     best = HeadResult(float("nan"), float("nan"), -1, np.zeros(0))
     best_key, since_best = -np.inf, 0
     for epoch in range(config.max_epochs):
         model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(xt), config.batch_size):
+        order = torch.randperm(_n_rows(xt), generator=generator)
+        for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
             if len(rows) < 2:  # BatchNorm needs two rows
                 continue
             optimiser.zero_grad()
-            _masked_loss(model(xt[rows]), yt[rows], task_type).backward()
+            out = _forward(model, _take(xt, rows), config.precision)
+            _masked_loss(out, yt[rows], task_type).backward()
             optimiser.step()
-        valid_out = _predict(model, xv)
+        valid_out = _predict(model, xv, config.precision)
         valid_score = score_predictions(task_type, y_valid, _to_scores(valid_out, task_type))
         if np.isfinite(valid_score):
             key = sign * valid_score
         else:  # no scorable validation task (tiny subsets): select on the validation loss
             key = -_masked_loss(valid_out, torch.as_tensor(y_valid), task_type).item()
         if key > best_key:
-            test_pred = _to_scores(_predict(model, xs), task_type)
+            test_pred = _to_scores(_predict(model, xs, config.precision), task_type)
             test_score = score_predictions(task_type, y_test, test_pred)
             best = HeadResult(valid_score, test_score, epoch, test_pred)
             best_key, since_best = key, 0

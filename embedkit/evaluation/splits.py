@@ -28,11 +28,11 @@ class Split:
         return len(self.train), len(self.valid), len(self.test)
 
 
-def murcko_scaffold(smiles: str) -> str:
-    """Canonical Murcko scaffold SMILES ('' for acyclic molecules); the SMILES if unparsable."""
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
+def murcko_scaffold(smiles: object) -> str:
+    """Canonical Murcko scaffold SMILES ('' for acyclic molecules); the input if unparsable."""
+    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles else None
     if mol is None:
-        return smiles
+        return f"<unparsable>{smiles}"
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
 
 
