@@ -34,9 +34,9 @@ import pandas as pd
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
+from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from embedkit.molecules.featurize import parse_smiles
 
-DATA_DIR_ENV = "EMBEDKIT_DATA_DIR"
 MOLECULE = "molecule"
 GENE = "gene"
 L1000_SPACE = "l1000"
@@ -187,17 +187,6 @@ class ContextGraph:
 
 
 # --------------------------------------------------------------------------- file readers
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The explicit argument, else $EMBEDKIT_DATA_DIR; a clear error when neither exists."""
-    value = data_dir or os.environ.get(DATA_DIR_ENV)
-    if not value:
-        raise FileNotFoundError(f"no data directory: pass --data-dir or set ${DATA_DIR_ENV}")
-    path = Path(value)
-    if not path.is_dir():
-        raise FileNotFoundError(f"data directory {path} does not exist")
-    return path
 
 
 def read_gct(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

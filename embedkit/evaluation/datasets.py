@@ -7,16 +7,14 @@ The data directory is always passed in (or read from `EMBEDKIT_DATA_DIR`), never
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from embedkit.errors import InputError
-
-DATA_DIR_ENV = "EMBEDKIT_DATA_DIR"
 
 
 @dataclass(frozen=True)
@@ -53,17 +51,6 @@ class PropertyDataset:
             self.name, [self.smiles[i] for i in index], self.labels[index],
             list(self.task_names), self.task_type,
         )
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """`data_dir`, else `$EMBEDKIT_DATA_DIR`; a clear error when neither is given."""
-    value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
-    if not value:
-        raise InputError(
-            f"no benchmark data directory: pass --data-dir or set {DATA_DIR_ENV} to the folder "
-            "holding benchmarks/<dataset>/assays.csv.gz"
-        )
-    return Path(value)
 
 
 def dataset_path(name: str, data_dir: str | Path | None = None) -> Path:
