@@ -86,7 +86,7 @@ def main() -> None:
     "--num-workers",
     default=None,
     type=click.IntRange(min=0),
-    help="Featurisation processes.  [default: CPU cores - 1; 0 = in-process]",
+    help="Featurisation processes.  [default: 0 on <= 2 cores, else cores - 1 (max 8)]",
 )
 @click.option(
     "--device",

@@ -44,21 +44,19 @@ ATOM_VOCAB_SIZES = [
 BOND_VOCAB_SIZES = [len(BOND_TYPES), len(BOND_STEREOS), 2]
 
 
-def _index(vocab: list, value: object) -> int:
-    try:
-        return vocab.index(value)
-    except ValueError:
-        return len(vocab) - 1
+def _enum_lookup(enum_type: type, vocab: list) -> dict:
+    """RDKit enum value → vocabulary index, keyed by the enum itself.
+
+    Matching on names once here avoids converting every atom's enum to a string.
+    """
+    values = enum_type.values.values()
+    return {value: vocab.index(str(value)) for value in values if str(value) in vocab}
 
 
-def _lookup(vocab: list) -> dict:
-    return {v: i for i, v in enumerate(vocab)}
-
-
-_CHIRAL = _lookup(CHIRAL_TAGS)
-_HYBRID = _lookup(HYBRIDIZATIONS)
-_BOND_TYPE = _lookup(BOND_TYPES)
-_BOND_STEREO = _lookup(BOND_STEREOS)
+_CHIRAL = _enum_lookup(Chem.rdchem.ChiralType, CHIRAL_TAGS)
+_HYBRID = _enum_lookup(Chem.rdchem.HybridizationType, HYBRIDIZATIONS)
+_BOND_TYPE = _enum_lookup(Chem.rdchem.BondType, BOND_TYPES)
+_BOND_STEREO = _enum_lookup(Chem.rdchem.BondStereo, BOND_STEREOS)
 
 
 def _clip(value: int, low: int, high: int, misc: int) -> int:
@@ -70,12 +68,12 @@ def atom_features(atom: Chem.Atom) -> list[int]:
     aromatic, in ring."""
     return [
         _clip(atom.GetAtomicNum(), 1, 118, 118),
-        _CHIRAL.get(str(atom.GetChiralTag()), 4),
+        _CHIRAL.get(atom.GetChiralTag(), 4),
         _clip(atom.GetTotalDegree(), 0, 10, 11),
         _clip(atom.GetFormalCharge(), -5, 5, 11),
         _clip(atom.GetTotalNumHs(), 0, 8, 9),
         _clip(atom.GetNumRadicalElectrons(), 0, 4, 5),
-        _HYBRID.get(str(atom.GetHybridization()), 5),
+        _HYBRID.get(atom.GetHybridization(), 5),
         int(atom.GetIsAromatic()),
         int(atom.IsInRing()),
     ]
@@ -84,8 +82,8 @@ def atom_features(atom: Chem.Atom) -> list[int]:
 def bond_features(bond: Chem.Bond) -> list[int]:
     """The 3 OGB bond codes: type, stereo, conjugated."""
     return [
-        _BOND_TYPE.get(str(bond.GetBondType()), 4),
-        _BOND_STEREO[str(bond.GetStereo())],
+        _BOND_TYPE.get(bond.GetBondType(), 4),
+        _BOND_STEREO[bond.GetStereo()],
         int(bond.GetIsConjugated()),
     ]
 

@@ -36,8 +36,14 @@ def featurize_chunk(args: tuple[int, Sequence[object]]) -> Chunk:
 
 
 def default_num_workers() -> int:
-    """Leave one core to the model; no workers on a single core."""
-    return max(0, min((os.cpu_count() or 1) - 1, 8))
+    """Featurisation processes beside the model: none on ≤ 2 cores, else cores − 1 (≤ 8).
+
+    Measured on 2 cores (NCI 5K, benchmarks/bench_smiles.py): one worker competing with the
+    model's threads was no faster than featurising in-process (763 vs 778 mol/s fp32), so
+    workers only start paying once there are cores to spare.
+    """
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(cores - 1, 8)
 
 
 def featurize_stream(
