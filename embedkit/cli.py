@@ -100,7 +100,8 @@ def main() -> None:
     type=click.Choice(["fp32", "bf16"]),
     default="fp32",
     show_default=True,
-    help="bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 and GPUs.",
+    help="bf16 weights and activations: ~2x faster on CPUs with AVX-512 BF16 and on GPUs "
+    "(cosine to fp32 >= 0.9998 on NCI molecules); fp32 is exact.",
 )
 @click.option(
     "--on-error",

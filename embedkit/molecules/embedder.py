@@ -49,6 +49,11 @@ def freeze_embedding_norms(module: nn.Module) -> None:
                 scale = torch.where(norms > emb.max_norm, emb.max_norm / (norms + 1e-7), 1.0)
                 emb.weight.mul_(scale)
             emb.max_norm = None
+    fuse_embeddings(module)
+
+
+def fuse_embeddings(module: nn.Module) -> None:
+    """(Re)build the single-table lookups from the current weights (after any dtype change)."""
     for child in module.modules():
         if isinstance(child, FeatureEmbedding):
             child.fuse()
@@ -70,6 +75,12 @@ class MoleculeEmbedder:
         self.precision = precision
         self.model = model.eval().to(self.device)
         freeze_embedding_norms(self.model)
+        if precision == "bf16":
+            # Weights and activations in bf16, not autocast: no per-call weight casts and half
+            # the memory traffic. Measured on the default model (NCI, 2 CPU cores): 3.1k vs
+            # 2.1k mol/s for autocast, minimum cosine to fp32 0.9998.
+            self.model.to(torch.bfloat16)
+            fuse_embeddings(self.model)
         self.run_info = dict(run_info or {})
 
     @property
@@ -122,8 +133,4 @@ class MoleculeEmbedder:
     @torch.inference_mode()
     def _forward(self, graphs) -> np.ndarray:
         batch = collate(graphs).to(self.device)
-        with torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        ):
-            mu = self.model.encoder(batch)
-        return mu.float().cpu().numpy()
+        return self.model.encoder(batch).float().cpu().numpy()
