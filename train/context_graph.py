@@ -23,7 +23,6 @@ as InfoAlign does. The graph is saved as one `.npz` (no pickle) plus a JSON summ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
 from embedkit.molecules.featurize import parse_smiles
+from embedkit.zoo import sha256_of
 
 MOLECULE = "molecule"
 GENE = "gene"
@@ -214,14 +214,6 @@ def read_gct(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     row_meta = body.iloc[:, :n_rmeta]
     data = body[samples].apply(pd.to_numeric, errors="coerce").astype(np.float64)
     return data, row_meta, col_meta
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _key14(inchikey: object) -> str | None:
@@ -729,7 +721,7 @@ def _file_records(root: Path, files: dict) -> dict[str, str]:
     paths = [v for k, v in files.items() if isinstance(v, Path)]
     paths += list(files.get("gene_gene", [])) + list(files.get("benchmarks", {}).values())
     paths += list(files.get("excluded_benchmarks", {}).values())
-    return {str(p.relative_to(root)): _sha256(p) for p in sorted(set(paths))}
+    return {str(p.relative_to(root)): sha256_of(p) for p in sorted(set(paths))}
 
 
 def _source_counts(index: MoleculeIndex, keys: list[str]) -> dict[str, int]:

@@ -7,20 +7,12 @@ prints the commit id: that is the revision to pin, never a branch name.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from embedkit.molecules.model import CONFIG_NAME, WEIGHTS_NAME, InfoAlignModel
+from embedkit.zoo import sha256_of
 
 REQUIRED = (CONFIG_NAME, WEIGHTS_NAME, "README.md")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_folder(folder: str | Path) -> dict[str, str]:
@@ -33,7 +25,7 @@ def check_folder(folder: str | Path) -> dict[str, str]:
     if not card.startswith("---\n") or "library_name: embedkit" not in card.split("---")[1]:
         raise ValueError(f"{folder}/README.md has no front matter with library_name: embedkit")
     InfoAlignModel.from_pretrained(folder)  # the weights must load before anyone downloads them
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    return {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def publish(folder: str | Path, repo_id: str | None, push: bool, private: bool = False,
