@@ -143,7 +143,7 @@ def resolve(spec: str) -> ResolvedModel:
     if spec.startswith("hf-hub:"):
         repo, rev = split_revision(spec[len("hf-hub:") :])
         files = ["config.json", "model.safetensors"]
-        folder = _fetch_from_hub(repo, rev or "main", files)
+        folder = _fetch_from_hub(repo, rev or "main", files, spec)
         sums = {f: sha256_of(folder / f) for f in files}
         return ResolvedModel(spec, rev or "main", folder, sums, "hub")
     name, rev = split_revision(spec)
@@ -156,7 +156,7 @@ def resolve(spec: str) -> ResolvedModel:
                 verify_file(card.shipped_dir / fname, digest)
             return ResolvedModel(name, card.revision, card.shipped_dir, card.files, "shipped", card)
         rev = card.revision
-    folder = _fetch_from_hub(card.hub_repo, rev, list(card.files))
+    folder = _fetch_from_hub(card.hub_repo, rev, list(card.files), f"{name}@{rev}")
     if rev == card.revision:
         for fname, digest in card.files.items():
             verify_file(folder / fname, digest)
@@ -185,7 +185,7 @@ def _resolve_local(folder: Path) -> ResolvedModel:
     return ResolvedModel(f"local-dir:{folder}", "local", folder, sums, "local")
 
 
-def _fetch_from_hub(repo: str, revision: str, files: list[str]) -> Path:
+def _fetch_from_hub(repo: str, revision: str, files: list[str], spec: str) -> Path:
     """Cache first, then download; offline and uncached gives one actionable sentence."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
@@ -207,7 +207,8 @@ def _fetch_from_hub(repo: str, revision: str, files: list[str]) -> Path:
             raise ModelNotFoundError(
                 f"{fname} of {repo}@{revision[:12]} is not in the Hugging Face cache and the Hub "
                 f"cannot be reached (offline); on a connected machine run "
-                f"`embedkit zoo download` for it, or copy the cache (HF_HUB_CACHE) here"
+                f"`embedkit zoo download {spec}`, then copy its Hugging Face cache "
+                "(HF_HUB_CACHE) here"
             ) from err
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
             raise ModelNotFoundError(f"{repo}@{revision}: {fname} not found on the Hub") from err
