@@ -62,8 +62,10 @@ def test_scaffold_split_disjoint_sized_and_deterministic(smiles):
     assert len(split.train) >= 0.55 * len(smiles)
 
     again = scaffold_split(smiles, seed=0)
-    assert all(np.array_equal(a, b) for a, b in zip(parts, [again.train, again.valid, again.test],
-                                                     strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(parts, [again.train, again.valid, again.test], strict=True)
+    )
     other = scaffold_split(smiles, seed=1, groups=groups)
     assert not np.array_equal(split.test, other.test)
 
@@ -83,18 +85,22 @@ def test_metrics_match_sklearn():
     score = np.round(rng.random((200, 4)), 1)  # rounding makes ties
     y[rng.random((200, 4)) < 0.2] = np.nan
     y[:, 3] = np.where(np.isnan(y[:, 3]), np.nan, 0.0)  # one class only: not scorable
-    expected = np.mean([
-        roc_auc_score(y[~np.isnan(y[:, t]), t], score[~np.isnan(y[:, t]), t]) for t in range(3)
-    ])
+    expected = np.mean(
+        [roc_auc_score(y[~np.isnan(y[:, t]), t], score[~np.isnan(y[:, t]), t]) for t in range(3)]
+    )
     assert mean_roc_auc(y, score) == pytest.approx(expected, abs=1e-12)
 
     target = rng.normal(size=(200, 3))
     pred = target + rng.normal(size=(200, 3))
     target[rng.random((200, 3)) < 0.3] = np.nan
-    expected = np.mean([
-        mean_absolute_error(target[~np.isnan(target[:, t]), t], pred[~np.isnan(target[:, t]), t])
-        for t in range(3)
-    ])
+    expected = np.mean(
+        [
+            mean_absolute_error(
+                target[~np.isnan(target[:, t]), t], pred[~np.isnan(target[:, t]), t]
+            )
+            for t in range(3)
+        ]
+    )
     assert mean_mae(target, pred) == pytest.approx(expected, abs=1e-12)
 
 
@@ -151,8 +157,11 @@ def test_invalid_smiles_dropped_for_every_method(smiles):
     data = PropertyDataset("toy", rows, labels, ["a", "b"], "classification")
     assert ecfp4(rows)[1].sum() == 200
     table = evaluate_property(
-        data, [*ecfp_methods(("mlp", "rf")), _tiny_random_method()], seeds=[0],
-        probe=ProbeConfig(max_epochs=5, patience=5), rf_trees=10,
+        data,
+        [*ecfp_methods(("mlp", "rf")), _tiny_random_method()],
+        seeds=[0],
+        probe=ProbeConfig(max_epochs=5, patience=5),
+        rf_trees=10,
     )
     assert (table["n_dropped"] == 2).all()
     assert (table[["n_train", "n_valid", "n_test"]].sum(axis=1) == 200).all()
@@ -174,8 +183,13 @@ def test_evaluate_property_on_real_biogen_subset(real_data):
     assert (len(data), data.labels.shape[1], data.task_type) == (3521, 6, "regression")
     methods = [*ecfp_methods(("mlp", "rf")), _tiny_random_method()]
     table = evaluate_property(
-        "biogenadme", methods, seeds=[0, 1], data_dir=real_data, max_molecules=300,
-        probe=ProbeConfig(max_epochs=20, patience=10), rf_trees=20,
+        "biogenadme",
+        methods,
+        seeds=[0, 1],
+        data_dir=real_data,
+        max_molecules=300,
+        probe=ProbeConfig(max_epochs=20, patience=10),
+        rf_trees=20,
     )
     assert list(table.columns) == RESULT_COLUMNS
     assert table.shape == (len(methods) * 2, len(RESULT_COLUMNS))
@@ -185,3 +199,62 @@ def test_evaluate_property_on_real_biogen_subset(real_data):
     # MAE x100 of log-unit ADME endpoints: well above 0, far below predicting nothing useful
     assert table["test_score"].between(10, 300).all()
     assert (table[["n_train", "n_valid", "n_test"]].sum(axis=1) == 300).all()
+
+
+def test_evaluate_property_cli_on_real_data(tmp_path):
+    """`embedkit evaluate property` runs the model beside its three baselines and reports."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import shared_data_dir
+
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("real data not present (set EMBEDKIT_DATA_DIR or place ../shared/data)")
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedkit.cli",
+            "evaluate",
+            "property",
+            "--quick",
+            "--datasets",
+            "biogenadme",
+            "--data-dir",
+            str(data),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    methods = {row["method"] for row in report["summary"]}
+    assert methods == {"infoalign-gin-lincs-small", "random-init", "ecfp4-mlp", "ecfp4-rf"}
+    assert all(0 < row["mean"] < 200 for row in report["summary"])
+    assert "| random-init |" in result.stdout
+
+
+def test_evaluate_property_cli_without_data_dir_is_one_line():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EMBEDKIT_DATA_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "embedkit.cli", "evaluate", "property", "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: no data directory: pass --data-dir or set $EMBEDKIT_DATA_DIR"
+    )
