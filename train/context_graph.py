@@ -19,6 +19,9 @@ paper's text instead (perturbation edges weigh 1, every weight in (0, 1]).
 Join keys: `pert_id` (first 13 characters of a Broad id) → InChIKey via LINCS / the
 Repurposing Hub; molecules are merged on the InChIKey connectivity block (14 characters),
 as InfoAlign does. The graph is saved as one `.npz` (no pickle) plus a JSON summary.
+
+File readers and the molecule index live in `train.sources`, fingerprints and cosine
+similarity edges in `train.similarity`; this module assembles the graph and stores it.
 """
 
 from __future__ import annotations
@@ -29,17 +32,49 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from rdkit import Chem
-from rdkit.Chem import rdFingerprintGenerator
 
-from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir  # noqa: F401 (re-exported)
-from embedkit.molecules.featurize import parse_smiles
-from embedkit.zoo import sha256_of
+from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir
+from train.similarity import fingerprints, similarity_edges, standardise
+from train.sources import (
+    L1000_SPACE,
+    MoleculeIndex,
+    ProfileSet,
+    excluded_keys,
+    file_records,
+    locate_files,
+    lookup_tables,
+    read_a549,
+    read_benchmarks,
+    read_cmea,
+    read_gct,
+    read_gene_pairs,
+    read_l1000_plate,
+    read_targets,
+)
+
+# Readers and similarity edges moved to train.sources / train.similarity; importable here still.
+__all__ = [
+    "DATA_DIR_ENV",
+    "GENE",
+    "L1000_SPACE",
+    "MOLECULE",
+    "MORGAN_SPACE",
+    "ContextGraph",
+    "FeatureSpace",
+    "GraphConfig",
+    "MoleculeIndex",
+    "ProfileSet",
+    "build_context_graph",
+    "format_summary",
+    "locate_files",
+    "minmax_scale",
+    "read_gct",
+    "resolve_data_dir",
+    "similarity_edges",
+]
 
 MOLECULE = "molecule"
 GENE = "gene"
-L1000_SPACE = "l1000"
 MORGAN_SPACE = "morgan"
 
 
@@ -186,358 +221,11 @@ class ContextGraph:
             )
 
 
-# --------------------------------------------------------------------------- file readers
-
-
-def read_gct(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Parse GCT v1.2/v1.3 text → (data genes × samples, row metadata, column metadata)."""
-    path = Path(path)
-    with open(path) as fh:
-        version = fh.readline().strip()
-        dims = [int(v) for v in fh.readline().split("\t") if v.strip()]
-    if version == "#1.3":
-        n_rows, n_cols, n_rmeta, n_cmeta = dims[:4]
-    elif version == "#1.2":
-        (n_rows, n_cols), n_rmeta, n_cmeta = dims[:2], 1, 0
-    else:
-        raise ValueError(f"{path}: not a GCT file (first line {version!r})")
-    table = pd.read_csv(path, sep="\t", skiprows=2, dtype=str, keep_default_na=False)
-    if table.shape != (n_cmeta + n_rows, 1 + n_rmeta + n_cols):
-        raise ValueError(
-            f"{path}: GCT header says {n_rows}×{n_cols} (+{n_rmeta}/{n_cmeta} "
-            f"metadata) but the body is {table.shape}"
-        )
-    ids = table.columns[0]
-    samples = list(table.columns[1 + n_rmeta :])
-    col_meta = table.iloc[:n_cmeta].set_index(ids)[samples].T
-    body = table.iloc[n_cmeta:].set_index(ids)
-    row_meta = body.iloc[:, :n_rmeta]
-    data = body[samples].apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    return data, row_meta, col_meta
-
-
-def _key14(inchikey: object) -> str | None:
-    if not isinstance(inchikey, str) or not inchikey.strip():
-        return None
-    key = inchikey.strip().removeprefix("InChIKey=")
-    return key[:14] if len(key) >= 14 else None
-
-
-def _pert_id(broad_id: object) -> str | None:
-    return broad_id[:13] if isinstance(broad_id, str) and broad_id.startswith("BRD-") else None
-
-
-def _genes(targets: object) -> list[str]:
-    if not isinstance(targets, str):
-        return []
-    return [g.strip().upper() for g in targets.split("|") if g.strip()]
-
-
-class MoleculeIndex:
-    """Resolves pert_id / InChIKey / SMILES to one molecule key (InChIKey-14) with a SMILES."""
-
-    def __init__(self, lookups: list[pd.DataFrame]):
-        self.by_pert: dict[str, tuple[str, str]] = {}
-        self.by_key: dict[str, str] = {}
-        for table in lookups:  # earlier tables win (LINCS before the Repurposing Hub)
-            for pid, ik, smi in table[["pert_id", "inchikey", "smiles"]].itertuples(index=False):
-                key = _key14(ik)
-                if key is None or not isinstance(smi, str) or not smi:
-                    continue
-                self.by_pert.setdefault(pid, (key, smi))
-                self.by_key.setdefault(key, smi)
-        self.molecules: dict[str, str] = {}  # key → SMILES, insertion-ordered
-        self.sources: dict[str, set[str]] = {}
-
-    def add(self, source: str, pert_id=None, inchikey=None, smiles=None) -> str | None:
-        """Register a molecule met in `source`; None when it has no usable structure."""
-        key = _key14(inchikey)
-        if key is None and pert_id in self.by_pert:
-            key = self.by_pert[pert_id][0]
-        if key is None and isinstance(smiles, str) and smiles:
-            mol, _ = parse_smiles(smiles)
-            key = _key14(Chem.MolToInchiKey(mol)) if mol is not None else None
-        if key is None:
-            return None
-        if key not in self.molecules:  # SMILES preference: LINCS, Repurposing Hub, the file
-            candidates = [
-                self.by_key.get(key),
-                self.by_pert.get(pert_id, (None, None))[1],
-                smiles if isinstance(smiles, str) else None,
-            ]
-            smi = next((c for c in candidates if c), None)
-            if smi is None:
-                return None
-            self.molecules[key] = smi
-        self.sources.setdefault(key, set()).add(source)
-        return key
-
-
-@dataclass
-class ProfileSet:
-    """Aggregated profiles of one dataset: one node per row, each linked to one molecule."""
-
-    node_type: str
-    space: str
-    keys: list[str]
-    molecules: list[str]
-    values: pd.DataFrame  # rows × feature columns (raw scale; NaN = missing)
-
-
-def _aggregate(frame: pd.DataFrame, by: list[str], features: list[str]) -> pd.DataFrame:
-    return frame.groupby(by, sort=False)[features].median().reset_index()
-
-
-def _read_cmea(files: dict, index: MoleculeIndex) -> list[ProfileSet]:
-    sets = []
-    for name, node_type, space in (
-        ("cmea_cp", "cp_cmea_u2os", "cp_cmea_u2os"),
-        ("cmea_l1000", "l1000_cmea_u2os", L1000_SPACE),
-    ):
-        if name not in files:
-            continue
-        table = pd.read_parquet(files[name])
-        features = [c for c in table.columns if not c.startswith("Metadata_")]
-        rows = [
-            index.add(node_type, r.Metadata_pert_id, r.Metadata_InChIKey, r.Metadata_SMILES)
-            for r in table.itertuples(index=False)
-        ]
-        keep = np.array([k is not None for k in rows])
-        table = table[keep].reset_index(drop=True)
-        sets.append(
-            ProfileSet(
-                node_type,
-                space,
-                list(table.Metadata_pert_id),
-                [k for k in rows if k is not None],
-                table[features]
-                .astype(np.float64)
-                .rename(columns=str.upper if space == L1000_SPACE else str),
-            )
-        )
-    return sets
-
-
-def _read_a549(path: Path, index: MoleculeIndex) -> ProfileSet:
-    """One LINCS Cell Painting plate: median of replicate wells per compound and dose."""
-    table = pd.read_csv(path, low_memory=False)
-    table = table[table["Metadata_pert_type"] != "control"].copy()
-    features = [c for c in table.columns if not c.startswith("Metadata_")]
-    table["pert"] = table["Metadata_broad_sample"].map(_pert_id)
-    table["dose"] = table["Metadata_mmoles_per_liter"].astype(float).round(4)
-    table = table[table["pert"].notna()]
-    ik = table.groupby("pert")["Metadata_InChIKey14"].first()
-    agg = _aggregate(table, ["pert", "dose"], features)
-    mols = [index.add("cp_lincs_a549", p, ik.get(p)) for p in agg["pert"]]
-    keep = np.array([m is not None for m in mols], dtype=bool)
-    agg = agg[keep].reset_index(drop=True)
-    return ProfileSet(
-        "cp_lincs_a549",
-        "cp_lincs_a549",
-        [f"{p}@{d:g}" for p, d in zip(agg["pert"], agg["dose"], strict=True)],
-        [m for m in mols if m is not None],
-        agg[features],
-    )
-
-
-def _read_l1000_plate(path: Path, index: MoleculeIndex) -> ProfileSet:
-    """A level-3 L1000 plate: robust z per gene against the plate, median per compound/dose."""
-    data, row_meta, col_meta = read_gct(path)
-    genes = row_meta["pr_gene_symbol"] if "pr_gene_symbol" in row_meta else data.index.to_series()
-    median = data.median(axis=1)
-    mad = (data.sub(median, axis=0)).abs().median(axis=1) * 1.4826
-    z = data.sub(median, axis=0).div(mad.clip(lower=0.1), axis=0)
-    z.index = [str(g).upper() for g in genes]
-    z = (z.groupby(level=0, sort=False).mean() if z.index.duplicated().any() else z).T
-    treated = col_meta["pert_type"].str.startswith("trt") if "pert_type" in col_meta else None
-    meta = col_meta[treated] if treated is not None else col_meta
-    frame = z.loc[meta.index].copy()
-    frame["pert"] = meta["pert_id"].map(_pert_id).values
-    dose = meta["pert_dose"] if "pert_dose" in meta else pd.Series(0, index=meta.index)
-    frame["dose"] = pd.to_numeric(dose, errors="coerce").values
-    frame = frame[frame["pert"].notna()]
-    agg = _aggregate(frame, ["pert", "dose"], [c for c in z.columns])
-    mols = [index.add("l1000_lincs_a375", p) for p in agg["pert"]]
-    keep = np.array([m is not None for m in mols], dtype=bool)
-    agg = agg[keep].reset_index(drop=True)
-    return ProfileSet(
-        "l1000_lincs_a375",
-        L1000_SPACE,
-        [f"{p}@{d:g}" for p, d in zip(agg["pert"], agg["dose"], strict=True)],
-        [m for m in mols if m is not None],
-        agg[list(z.columns)],
-    )
-
-
-def _read_targets(files: dict, index: MoleculeIndex) -> list[tuple[str, str]]:
-    pairs = []
-    if "repurposing" in files:
-        table = pd.read_csv(files["repurposing"], sep="\t")
-        for pid, targets in table[["pert_id", "target"]].itertuples(index=False):
-            genes = _genes(targets)
-            if genes and (key := index.add("repurposing_hub", pid)) is not None:
-                pairs += [(key, g) for g in genes]
-    if "jump_target" in files:
-        table = pd.read_csv(files["jump_target"], sep="\t")
-        for r in table.itertuples(index=False):
-            genes = _genes(r.target_list)
-            if (
-                genes
-                and (
-                    key := index.add("jump_target", _pert_id(r.broad_sample), r.InChIKey, r.smiles)
-                )
-                is not None
-            ):
-                pairs += [(key, g) for g in genes]
-    return pairs
-
-
-def _read_benchmarks(files: dict, index: MoleculeIndex) -> None:
-    for name, path in files.get("benchmarks", {}).items():
-        table = pd.read_csv(path)
-        smiles_col = "smiles" if "smiles" in table else "SMILES"
-        keys = table["inchikey"] if "inchikey" in table else [None] * len(table)
-        for smi, ik in zip(table[smiles_col], keys, strict=True):
-            index.add(f"benchmark:{name}", None, ik, smi)
-
-
-def _excluded_keys(files: dict) -> set[str]:
-    """InChIKey-14s of held-out benchmarks: removed from the graph whatever their source.
-
-    Excluding only the benchmark's own structure file is not enough: the same molecule
-    enters through the Repurposing Hub with its targets, which are ChEMBL2K's labels.
-    """
-    keys: set[str] = set()
-    for path in files.get("excluded_benchmarks", {}).values():
-        table = pd.read_csv(path)
-        if "inchikey" in table:
-            keys |= {k for k in map(_key14, table["inchikey"]) if k}
-            continue
-        smiles_col = "smiles" if "smiles" in table else "SMILES"
-        for smi in table[smiles_col]:
-            mol, _ = parse_smiles(smi)
-            if mol is not None:
-                keys.add(_key14(Chem.MolToInchiKey(mol)))
-    return keys
-
-
-def _read_gene_pairs(files: dict) -> pd.DataFrame:
-    frames = []
-    for path in files.get("gene_gene", []):
-        table = pd.read_csv(path)
-        frames.append(table.iloc[:, :2].set_axis(["a", "b"], axis=1))
-    if "hetionet_ppi" in files:
-        table = pd.read_csv(files["hetionet_ppi"], sep="\t")
-        frames.append(table[["source_symbol", "target_symbol"]].set_axis(["a", "b"], axis=1))
-    if not frames:
-        return pd.DataFrame({"a": [], "b": []})
-    pairs = pd.concat(frames).dropna().astype(str)
-    return pairs.apply(lambda s: s.str.strip().str.upper())
-
-
-def locate_files(data_dir: Path, config: GraphConfig) -> dict:
-    """The inputs found under `data_dir` (each optional, so partial data dirs still build)."""
-
-    def one(pattern: str) -> Path | None:
-        found = sorted(data_dir.glob(pattern))
-        return found[0] if found else None
-
-    files: dict = {}
-    for name, pattern in {
-        "lincs": "molecules/lincs_pertinfo.tsv*",
-        "cmea_cp": "profiles/cmea_u2os_morphology.parquet",
-        "cmea_l1000": "profiles/cmea_u2os_l1000.parquet",
-        "a549": "profiles/lincs_a549_*.csv*",
-        "a375": "profiles/l1000_*A375*.gct",
-        "repurposing": "kg/repurposing_simple.tsv",
-        "repurposing_samples": "kg/repurposing_samples_*.txt",
-        "jump_target": "kg/jump_target1_compound_metadata.tsv",
-        "hetionet_ppi": "kg/hetionet_protein_interactions.txt*",
-    }.items():
-        if (path := one(pattern)) is not None:
-            files[name] = path
-    files["gene_gene"] = sorted(data_dir.glob("kg/gene_gene_*.txt"))
-    bench = {p.parent.name: p for p in sorted(data_dir.glob("benchmarks/*/structure.csv*"))}
-    if (p := one("benchmarks/biogenadme/assays.csv*")) is not None:
-        bench["biogenadme"] = p
-    files["benchmarks"] = {k: v for k, v in bench.items() if k not in config.exclude_benchmarks}
-    files["excluded_benchmarks"] = {
-        k: v for k, v in bench.items() if k in config.exclude_benchmarks
-    }
-    return files
-
-
-def _lookup_tables(files: dict) -> list[pd.DataFrame]:
-    tables = []
-    if "lincs" in files:
-        t = pd.read_csv(files["lincs"], sep="\t", low_memory=False)
-        tables.append(t.rename(columns={"inchi_key": "inchikey", "canonical_smiles": "smiles"}))
-    if "repurposing_samples" in files:
-        t = pd.read_csv(files["repurposing_samples"], sep="\t", comment="!")
-        t["pert_id"] = t["broad_id"].map(_pert_id)
-        tables.append(t.rename(columns={"InChIKey": "inchikey"}))
-    return [t[["pert_id", "inchikey", "smiles"]] for t in tables]
-
-
-# --------------------------------------------------------------------------- graph pieces
-
-
 def minmax_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NaN-aware per-column min-max to [0, 1]; constant columns map to 0."""
     lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     return ((values - lo) / span).astype(np.float32), lo, hi
-
-
-def similarity_edges(
-    x: np.ndarray, threshold: float, sparsity: float, block: int = 2048
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs i < j with cosine ≥ threshold, cut to the top (1 − sparsity) of all pairs."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32))
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = x / np.where(norms > 0, norms, 1.0)
-    n = x.shape[0]
-    rows, cols, sims = [], [], []
-    for start in range(0, n, block):
-        s = x[start : start + block] @ x[start:].T
-        i, j = np.nonzero(s >= threshold)
-        upper = j > i  # j is offset by `start`, i is local: same offset → j > i means col > row
-        rows.append(i[upper] + start)
-        cols.append(j[upper] + start)
-        sims.append(s[i[upper], j[upper]])
-    i, j, s = (np.concatenate(a) if a else np.zeros(0) for a in (rows, cols, sims))
-    budget = int((1.0 - sparsity) * n * (n - 1) / 2 + 1e-6)  # tolerate float rounding
-    if len(s) > budget:
-        top = np.argpartition(-s, budget - 1)[:budget] if budget > 0 else np.zeros(0, int)
-        i, j, s = i[top], j[top], s[top]
-    return i.astype(np.int64), j.astype(np.int64), s.astype(np.float32)
-
-
-def _standardise(values: np.ndarray) -> np.ndarray:
-    """Column z-scores (NaN → 0), so cosine compares profile *shapes*, not the [0,1] offset."""
-    mean = np.nanmean(values, axis=0)
-    std = np.nanstd(values, axis=0)
-    return np.nan_to_num((values - mean) / np.where(std > 0, std, 1.0))
-
-
-def _fingerprints(
-    smiles: list[str], config: GraphConfig
-) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Parse once; return kept indices, Morgan target bits and ECFP similarity bits."""
-    target = rdFingerprintGenerator.GetMorganGenerator(
-        radius=config.morgan_radius, fpSize=config.morgan_bits
-    )
-    sim = rdFingerprintGenerator.GetMorganGenerator(radius=config.similarity_radius, fpSize=1024)
-    kept, t_bits, s_bits = [], [], []
-    for i, smi in enumerate(smiles):
-        mol, _ = parse_smiles(smi)
-        if mol is None:
-            continue
-        kept.append(i)
-        t_bits.append(target.GetFingerprintAsNumPy(mol).astype(np.uint8))
-        s_bits.append(sim.GetFingerprintAsNumPy(mol).astype(np.uint8))
-    empty = np.zeros((0, config.morgan_bits), np.uint8)
-    return kept, (np.stack(t_bits) if t_bits else empty), (np.stack(s_bits) if s_bits else empty)
 
 
 def _expression_edges(ps: ProfileSet, config: GraphConfig) -> list[tuple[str, str]]:
@@ -583,9 +271,6 @@ class _EdgeList:
         return lo[first], hi[first], w[first], t[first]
 
 
-# --------------------------------------------------------------------------- assembly
-
-
 def build_context_graph(
     data_dir: str | Path | None = None, config: GraphConfig | None = None
 ) -> ContextGraph:
@@ -593,18 +278,18 @@ def build_context_graph(
     config = config or GraphConfig()
     root = resolve_data_dir(data_dir)
     files = locate_files(root, config)
-    index = MoleculeIndex(_lookup_tables(files))
-    profiles = _read_cmea(files, index)
+    index = MoleculeIndex(lookup_tables(files))
+    profiles = read_cmea(files, index)
     if "a549" in files:
-        profiles.append(_read_a549(files["a549"], index))
+        profiles.append(read_a549(files["a549"], index))
     if "a375" in files:
-        profiles.append(_read_l1000_plate(files["a375"], index))
-    targets = _read_targets(files, index)
-    _read_benchmarks(files, index)
+        profiles.append(read_l1000_plate(files["a375"], index))
+    targets = read_targets(files, index)
+    read_benchmarks(files, index)
 
-    excluded = _excluded_keys(files)
+    excluded = excluded_keys(files)
     mol_keys = [k for k in index.molecules if k not in excluded]
-    kept, morgan, ecfp = _fingerprints([index.molecules[k] for k in mol_keys], config)
+    kept, morgan, ecfp = fingerprints([index.molecules[k] for k in mol_keys], config)
     dropped_molecules = len(mol_keys) - len(kept)
     mol_keys = [mol_keys[i] for i in kept]
     mol_id = {k: i for i, k in enumerate(mol_keys)}
@@ -637,7 +322,7 @@ def build_context_graph(
         edges.add("mol-profile", [mol_id[m] for m in ps.molecules], off + np.arange(len(ps.keys)))
     for kind, pairs in (("mol-gene:target", targets), ("mol-gene:expression", expression)):
         edges.add(kind, [mol_id[m] for m, _ in pairs], [gene_id[g] for _, g in pairs])
-    gg = _read_gene_pairs(files)
+    gg = read_gene_pairs(files)
     gg = gg[gg.a.isin(gene_id) & gg.b.isin(gene_id)]
     edges.add("gene-gene", gg.a.map(gene_id), gg.b.map(gene_id))
 
@@ -647,7 +332,7 @@ def build_context_graph(
     for name in space_names[1:]:
         members = [(ps, off) for ps, off in zip(profiles, offsets, strict=True) if ps.space == name]
         spaces[name], nodes, raw = _profile_space(name, members, n)
-        i, j, s = similarity_edges(_standardise(raw), config.sim_threshold, config.sim_sparsity)
+        i, j, s = similarity_edges(standardise(raw), config.sim_threshold, config.sim_sparsity)
         edges.add(f"sim:{name}", nodes[i], nodes[j], s)
 
     src, dst, weight, etype = edges.build()
@@ -658,7 +343,7 @@ def build_context_graph(
         "node_types": node_types,
         "edge_types": edge_types,
         "data_dir": str(root),
-        "files": _file_records(root, files),
+        "files": file_records(root, files),
         "dropped_molecules": dropped_molecules,
         "excluded_molecules": len(excluded),
         "molecule_sources": _source_counts(index, mol_keys),
@@ -715,13 +400,6 @@ def _profile_space(name: str, members: list[tuple[ProfileSet, int]], n: int):
     rows[nodes] = np.arange(len(nodes))
     info = {"kind": "profile", "datasets": [ps.node_type for ps, _ in members]}
     return FeatureSpace(columns, scaled, rows, lo, hi, info=info), nodes, raw
-
-
-def _file_records(root: Path, files: dict) -> dict[str, str]:
-    paths = [v for k, v in files.items() if isinstance(v, Path)]
-    paths += list(files.get("gene_gene", [])) + list(files.get("benchmarks", {}).values())
-    paths += list(files.get("excluded_benchmarks", {}).values())
-    return {str(p.relative_to(root)): sha256_of(p) for p in sorted(set(paths))}
 
 
 def _source_counts(index: MoleculeIndex, keys: list[str]) -> dict[str, int]:
