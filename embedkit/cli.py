@@ -19,6 +19,15 @@ from embedkit.errors import EmbedkitError
 DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
 
 
+model_option = click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MOLECULE_MODEL,
+    show_default=True,
+    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
+)
+
+
 def friendly_errors(func):
     """Turn EmbedkitError (and a few library errors) into one line on stderr + exit code 2."""
 
@@ -66,13 +75,7 @@ def main() -> None:
 @click.option(
     "--id-column", default=None, help="Column copied to Metadata_ID (e.g. a compound id)."
 )
-@click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MOLECULE_MODEL,
-    show_default=True,
-    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
-)
+@model_option
 @click.option(
     "-b",
     "--batch-size",
@@ -238,13 +241,7 @@ def evaluate() -> None:
 
 
 @evaluate.command("property")
-@click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MOLECULE_MODEL,
-    show_default=True,
-    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
-)
+@model_option
 @click.option(
     "--data-dir",
     default=None,
