@@ -24,6 +24,14 @@ from embedkit.errors import UntrustedFormatError
 from embedkit.molecules.featurize import parse_smiles
 
 
+def run_convert(checkpoint, out) -> subprocess.CompletedProcess:
+    """`embedkit zoo convert infoalign CHECKPOINT -o OUT`, as a user runs it."""
+    cmd = ["zoo", "convert", "infoalign", str(checkpoint), "-o", str(out)]
+    return subprocess.run(
+        [sys.executable, "-m", "embedkit.cli", *cmd], capture_output=True, text=True
+    )
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
     torch.manual_seed(1)
@@ -46,21 +54,7 @@ def upstream(tmp_path_factory):
 def test_converted_embeddings_equal_upstream(upstream, tmp_path):
     smiles, reference, checkpoint = upstream
     out = tmp_path / "converted"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embedkit.cli",
-            "zoo",
-            "convert",
-            "infoalign",
-            str(checkpoint),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_convert(checkpoint, out)
     assert result.returncode == 0, result.stderr
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
     embedder = load(f"local-dir:{out}", device="cpu")
@@ -85,21 +79,7 @@ def test_pickle_with_code_is_refused(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     other = tmp_path / "other.pt"
     torch.save({"backbone.weight": torch.zeros(3, 3)}, other)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embedkit.cli",
-            "zoo",
-            "convert",
-            "infoalign",
-            str(other),
-            "-o",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_convert(other, tmp_path / "out")
     assert result.returncode == 2
     assert "graph_encoder" in result.stderr
     assert "Traceback" not in result.stderr
