@@ -6,43 +6,21 @@ Errors the user can act on (`EmbedkitError`) print one line and exit with code 2
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from embedkit import __version__
-from embedkit.errors import EmbedkitError
-
-DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
-
-
-model_option = click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MOLECULE_MODEL,
-    show_default=True,
-    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
+from embedkit.cli_common import (
+    DEFAULT_MOLECULE_MODEL,
+    device_option,
+    friendly_errors,
+    model_option,
+    progress_option,
+    show_progress,
 )
-
-
-def friendly_errors(func):
-    """Turn EmbedkitError (and a few library errors) into one line on stderr + exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except EmbedkitError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except ValueError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from embedkit.cli_retrieval import evaluate_retrieval_cmd, index_group, retrieve_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,13 +69,7 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="Featurisation processes.  [default: 0 on <= 2 cores, else cores - 1 (max 8)]",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the model runs.",
-)
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16"]),
@@ -113,9 +85,7 @@ def main() -> None:
     show_default=True,
     help="Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it.",
 )
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal]"
-)
+@progress_option
 @friendly_errors
 def embed_smiles(
     input_path,
@@ -144,7 +114,7 @@ def embed_smiles(
         batch_size=batch_size,
         num_workers=num_workers,
         on_error=on_error,
-        progress=sys.stderr.isatty() if progress is None else progress,
+        progress=show_progress(progress),
     )
     click.echo(summary.line())
 
@@ -289,6 +259,12 @@ def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> No
         + (f" → {output}" if output else "")
     )
 
+
+main.add_command(index_group)
+main.add_command(retrieve_cmd)
+evaluate.add_command(evaluate_retrieval_cmd)
+
+__all__ = ["DEFAULT_MOLECULE_MODEL", "main"]
 
 if __name__ == "__main__":
     main()

@@ -19,3 +19,7 @@ class ChecksumError(EmbedkitError):
 
 class UntrustedFormatError(EmbedkitError):
     """A checkpoint is in a format we refuse to load (pickle outside an explicit convert)."""
+
+
+class IndexMismatchError(EmbedkitError):
+    """An index used with a model (or embedkit format) other than the one that built it."""

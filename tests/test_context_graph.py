@@ -260,6 +260,27 @@ def test_build_graph_cli(synthetic, tmp_path):
     assert summary["edges"].get("mol-gene:target", 0) < full_target_edges(synthetic)
 
 
+def test_held_out_molecules_leave_with_their_profiles(synthetic, tmp_path):
+    """--exclude-molecules (zero-shot folds): caffeine goes with its CMEA Cell Painting and
+    L1000 profiles and its A375 profiles; nothing else changes."""
+    from train.infoalign import cli
+
+    root, full = synthetic
+    held = tmp_path / "heldout.csv"
+    pd.DataFrame({"Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['B'])}"]}).to_csv(held)
+    result = CliRunner().invoke(cli, ["build-graph", "--data-dir", str(root), "--out",
+                                      str(tmp_path / "g.npz"), "--exclude-molecules", str(held)])
+    assert result.exit_code == 0, result.output
+    graph = ContextGraph.load(tmp_path / "g.npz")
+    gone = [k for k in full.node_key if k not in set(graph.node_key)]
+    assert sorted(gone) == sorted([
+        f"molecule:{inchikey(SMILES['B'])[:14]}", f"cp_cmea_u2os:{PERT['B']}",
+        f"l1000_cmea_u2os:{PERT['B']}", f"l1000_lincs_a375:{PERT['B']}@10",
+        f"l1000_lincs_a375:{PERT['B']}@1", "gene:ADORA1",
+    ])
+    assert graph.meta["config"]["exclude_molecules"] == [inchikey(SMILES["B"])[:14]]
+
+
 def _real_data_dir() -> Path | None:
     env = os.environ.get("EMBEDKIT_DATA_DIR")
     candidates = [Path(env)] if env else []

@@ -90,9 +90,15 @@ class GraphConfig:
     expression_top_fraction: float = 0.01
     expression_min_edges: int = 1000
     exclude_benchmarks: tuple[str, ...] = ()
+    # InChIKey-14s held out of pretraining (zero-shot retrieval folds), whatever their source.
+    exclude_molecules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "exclude_benchmarks": list(self.exclude_benchmarks)}
+        return {
+            **asdict(self),
+            "exclude_benchmarks": list(self.exclude_benchmarks),
+            "exclude_molecules": sorted(self.exclude_molecules),
+        }
 
 
 @dataclass
@@ -287,7 +293,7 @@ def build_context_graph(
     targets = read_targets(files, index)
     read_benchmarks(files, index)
 
-    excluded = excluded_keys(files)
+    excluded = excluded_keys(files) | set(config.exclude_molecules)
     mol_keys = [k for k in index.molecules if k not in excluded]
     kept, morgan, ecfp = fingerprints([index.molecules[k] for k in mol_keys], config)
     dropped_molecules = len(mol_keys) - len(kept)

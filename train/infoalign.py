@@ -33,6 +33,7 @@ import click
 import torch
 import torch.distributed as dist
 
+from embedkit.io import read_table
 from train.context_graph import (
     DATA_DIR_ENV,
     ContextGraph,
@@ -45,6 +46,7 @@ from train.dataset import featurize_cached, split_molecules
 from train.distributed import Runtime, check_replicas, setup_runtime
 from train.loss import Pretrainer, SpaceTargets, infoalign_loss, space_targets
 from train.metrics import METRICS, read_metrics
+from train.sources import molecule_keys
 from train.trainer import CHECKPOINT, TrainConfig, Trainer
 
 # The names below were all defined here before the split; they stay importable from here.
@@ -183,6 +185,12 @@ def cli() -> None:
     help="Benchmark folder whose molecules stay out of the graph (repeatable).",
 )
 @click.option(
+    "--exclude-molecules",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Table (InChIKey or SMILES column) of molecules to hold out of the graph entirely.",
+)
+@click.option(
     "--top-expression",
     default=0.01,
     show_default=True,
@@ -196,10 +204,18 @@ def cli() -> None:
     help="Keep at most the top (1 − sparsity) of pairs per feature space.",
 )
 def build_graph_cmd(
-    data_dir, out_path, exclude_benchmark, top_expression, sim_threshold, sim_sparsity
+    data_dir,
+    out_path,
+    exclude_benchmark,
+    exclude_molecules,
+    top_expression,
+    sim_threshold,
+    sim_sparsity,
 ) -> None:
     """Build the context graph from a data folder and print its node/edge counts."""
+    held_out = molecule_keys(read_table(exclude_molecules)) if exclude_molecules else set()
     config = GraphConfig(
+        exclude_molecules=tuple(sorted(held_out)),
         sim_threshold=sim_threshold,
         sim_sparsity=sim_sparsity,
         expression_top_fraction=top_expression,

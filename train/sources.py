@@ -245,15 +245,22 @@ def excluded_keys(files: dict) -> set[str]:
     """
     keys: set[str] = set()
     for path in files.get("excluded_benchmarks", {}).values():
-        table = pd.read_csv(path)
-        if "inchikey" in table:
-            keys |= {k for k in map(_key14, table["inchikey"]) if k}
-            continue
-        smiles_col = "smiles" if "smiles" in table else "SMILES"
-        for smi in table[smiles_col]:
-            mol, _ = parse_smiles(smi)
-            if mol is not None:
-                keys.add(_key14(Chem.MolToInchiKey(mol)))
+        keys |= molecule_keys(pd.read_csv(path))
+    return keys
+
+
+def molecule_keys(table: pd.DataFrame) -> set[str]:
+    """InChIKey-14s of a table's molecules: from an InChIKey column, else from SMILES."""
+    by_name = {c.lower().removeprefix("metadata_"): c for c in table.columns}
+    if "inchikey" in by_name:
+        return {k for k in map(_key14, table[by_name["inchikey"]]) if k}
+    if "smiles" not in by_name:
+        raise ValueError(f"no InChIKey or SMILES column among {list(table.columns)[:10]}")
+    keys = set()
+    for smi in table[by_name["smiles"]]:
+        mol, _ = parse_smiles(smi)
+        if mol is not None:
+            keys.add(_key14(Chem.MolToInchiKey(mol)))
     return keys
 
 

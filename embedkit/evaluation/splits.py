@@ -79,3 +79,23 @@ def scaffold_split(
         return np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64)
 
     return Split(cat(parts[0]), cat(parts[1]), cat(parts[2]))
+
+
+def scaffold_folds(smiles: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
+    """Fold number per row; whole scaffolds go to one fold, folds balanced by size.
+
+    Largest scaffold groups are placed first, each into the currently smallest fold
+    (ties between equal-sized groups broken by `seed`).
+    """
+    if n_folds < 2:
+        raise ValueError(f"need at least 2 folds, got {n_folds}")
+    groups = scaffold_groups(smiles)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    order = sorted(order, key=lambda g: -len(groups[g]))
+    folds = np.zeros(len(smiles), dtype=np.int64)
+    sizes = np.zeros(n_folds, dtype=np.int64)
+    for g in order:
+        target = int(np.argmin(sizes))
+        folds[groups[g]] = target
+        sizes[target] += len(groups[g])
+    return folds

@@ -1,0 +1,303 @@
+"""A FAISS index of scaled profiles, with its metadata table and a manifest beside it.
+
+Folder layout (what `embedkit index build` writes):
+
+    index.faiss        the vectors (FAISS owns them; inner-product metric)
+    metadata.parquet   one row per vector, keyed by `Profile_Row` (= FAISS id)
+    manifest.json      format, model id/revision/weights sha256, feature space (columns,
+                       min/max), metric, index type, count, and the sha256 of both files
+
+Exact search (`IndexFlatIP`) is the default up to a million profiles; IVF and HNSW are
+there for larger sets (their recall against exact search is in benchmarks/).
+The folder is written beside its destination and swapped in, so a crash never leaves a
+half-written index; loading re-checks both files' sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from embedkit import __version__
+from embedkit.errors import ChecksumError, IndexMismatchError, InputError
+from embedkit.retrieval.scoring import candidate_vectors, check_metric
+from embedkit.retrieval.spaces import (
+    METADATA_PREFIX,
+    SpaceMatch,
+    match_feature_space,
+    nan_rows,
+    profile_feature_columns,
+    scale_profiles,
+)
+from embedkit.zoo import sha256_of
+
+FORMAT = "embedkit-profile-index/1"
+INDEX_FILE = "index.faiss"
+METADATA_FILE = "metadata.parquet"
+MANIFEST_FILE = "manifest.json"
+ROW_COLUMN = "Profile_Row"
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+EXACT_LIMIT = 1_000_000
+ON_NAN_CHOICES = ("error", "drop")
+MODEL_KEYS = ("model_id", "revision", "weights_sha256")
+
+
+@dataclass
+class PreparedProfiles:
+    """Rows ready to index: metadata, stored vectors, and the rows left out (0-based)."""
+
+    metadata: pd.DataFrame
+    vectors: np.ndarray
+    dropped: list[int]
+
+
+def prepare_profiles(
+    table: pd.DataFrame, space: SpaceMatch, metric: str, on_nan: str, source: str
+) -> PreparedProfiles:
+    """Scale the shared columns; rows with missing features are refused or dropped, by row."""
+    if on_nan not in ON_NAN_CHOICES:
+        raise ValueError(f"on_nan must be one of {ON_NAN_CHOICES}, got {on_nan!r}")
+    if len(table) == 0:
+        raise InputError(f"{source}: the profile table has no rows")
+    missing = [c for c in space.columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: the index's feature columns are missing: {missing[:5]}")
+    raw = table[space.columns].to_numpy(dtype=np.float64)
+    bad = nan_rows(raw)
+    if len(bad) and on_nan == "error":
+        shown = ", ".join(str(r + 1) for r in bad[:10]) + (" …" if len(bad) > 10 else "")
+        raise InputError(
+            f"{source}: {len(bad)} of {len(table)} rows have missing or non-finite features "
+            f"(data rows {shown}); nothing was indexed. Fill them, or pass --on-nan drop to "
+            "leave those rows out"
+        )
+    keep = np.ones(len(table), dtype=bool)
+    keep[bad] = False
+    if not keep.any():
+        raise InputError(f"{source}: every row has missing features; nothing to index")
+    meta_columns = [c for c in table.columns if str(c).startswith(METADATA_PREFIX)]
+    metadata = table.loc[keep, meta_columns].reset_index(drop=True)
+    vectors = candidate_vectors(scale_profiles(raw[keep], space), metric)
+    return PreparedProfiles(metadata, vectors, [int(r) for r in bad])
+
+
+def choose_index_type(requested: str, count: int) -> str:
+    if requested not in INDEX_TYPES:
+        raise ValueError(f"index type must be one of {INDEX_TYPES}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "flat" if count <= EXACT_LIMIT else "hnsw"
+
+
+def new_faiss_index(kind: str, dim: int, train_on: np.ndarray) -> tuple[faiss.Index, dict]:
+    """An empty inner-product index of `kind` (trained when IVF) and its search settings."""
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim), {}
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        return index, {"efSearch": 128}
+    nlist = max(1, min(int(4 * math.sqrt(len(train_on))), len(train_on) // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(train_on)
+    return index, {"nlist": nlist, "nprobe": min(nlist, max(8, nlist // 16))}
+
+
+def apply_search_params(index: faiss.Index, params: dict) -> None:
+    if "efSearch" in params:
+        index.hnsw.efSearch = int(params["efSearch"])
+    if "nprobe" in params:
+        index.nprobe = int(params["nprobe"])
+
+
+@dataclass
+class ProfileIndex:
+    """Vectors in FAISS, metadata keyed by FAISS id, and the manifest that produced them."""
+
+    index: faiss.Index
+    metadata: pd.DataFrame
+    manifest: dict
+
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def space(self) -> SpaceMatch:
+        return SpaceMatch.from_dict(self.manifest["feature_space"])
+
+    @property
+    def metric(self) -> str:
+        return self.manifest["metric"]
+
+    @property
+    def model(self) -> dict:
+        return self.manifest["model"]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k inner products (scores, FAISS ids), best first."""
+        check_k(k, self.count, "profiles in the index")
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def stored_vectors(self) -> np.ndarray:
+        """Every stored vector, in id order (for profile → molecule search and evaluation)."""
+        if isinstance(self.index, faiss.IndexIVF):
+            self.index.make_direct_map()
+        return self.index.reconstruct_n(0, self.count)
+
+    def add(self, table: pd.DataFrame, source: str, on_nan: str = "error") -> PreparedProfiles:
+        """Append profiles (same feature columns) without rebuilding; ids continue."""
+        prepared = prepare_profiles(table, self.space, self.metric, on_nan, source)
+        start = self.count
+        self.index.add(prepared.vectors)
+        new = prepared.metadata.assign(**{ROW_COLUMN: np.arange(start, self.count)})
+        self.metadata = pd.concat([self.metadata, new], ignore_index=True)
+        self.manifest["count"] = self.count
+        self.manifest.setdefault("sources", []).append(
+            {"source": source, "rows": len(table), "indexed": len(new), "dropped": prepared.dropped}
+        )
+        return prepared
+
+    def check_model(self, run_info: dict) -> None:
+        """Refuse a model other than the one that built the index, naming both."""
+        built = {k: self.model.get(k, "") for k in MODEL_KEYS}
+        given = {k: run_info.get(k, "") for k in MODEL_KEYS}
+        if built != given:
+            raise IndexMismatchError(
+                f"the index was built with model {describe_model(built)} but the model given "
+                f"is {describe_model(given)}; rebuild the index with that model, or leave -m "
+                "out to use the index's own"
+            )
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the three files into a fresh folder beside `folder`, then swap it in."""
+        folder = Path(folder)
+        if folder.exists() and not (folder / MANIFEST_FILE).exists() and any(folder.iterdir()):
+            raise InputError(f"{folder} exists and is not an embedkit index; choose another -o")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            self.metadata.to_parquet(tmp / METADATA_FILE, index=False)
+            manifest = {
+                **self.manifest,
+                "count": self.count,
+                "embedkit_version": __version__,
+                "files": {n: sha256_of(tmp / n) for n in (INDEX_FILE, METADATA_FILE)},
+            }
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+            old = None
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            if old is not None:
+                shutil.rmtree(old)
+            self.manifest = manifest
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ProfileIndex:
+        """Read and verify an index folder (format, both checksums, row counts)."""
+        folder = Path(folder)
+        path = folder / MANIFEST_FILE
+        if not path.is_file():
+            raise InputError(f"{folder} is not an embedkit index (no {MANIFEST_FILE})")
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise IndexMismatchError(
+                f"{folder}: index format {manifest.get('format')!r} (written by embedkit "
+                f"{manifest.get('embedkit_version', '?')}) is not {FORMAT!r} that embedkit "
+                f"{__version__} reads; rebuild it with `embedkit index build`"
+            )
+        for name, expected in manifest["files"].items():
+            file = folder / name
+            if not file.is_file():
+                raise InputError(f"{file} is missing; rebuild the index")
+            actual = sha256_of(file)
+            if actual != expected:
+                raise ChecksumError(
+                    f"{file} is corrupted: sha256 {actual[:12]}… but the manifest says "
+                    f"{expected[:12]}…; rebuild the index"
+                )
+        index = faiss.read_index(str(folder / INDEX_FILE))
+        apply_search_params(index, manifest.get("search_params", {}))
+        metadata = pd.read_parquet(folder / METADATA_FILE)
+        if index.ntotal != len(metadata) or index.ntotal != manifest["count"]:
+            raise ChecksumError(
+                f"{folder}: {index.ntotal} vectors, {len(metadata)} metadata rows and a "
+                f"manifest count of {manifest['count']} disagree; rebuild the index"
+            )
+        return cls(index, metadata, manifest)
+
+
+def describe_model(info: dict) -> str:
+    sha = info.get("weights_sha256") or "?"
+    name, revision = info.get("model_id") or "?", info.get("revision") or "?"
+    return f"{name} (revision {revision}, weights {sha[:12]})"
+
+
+def check_k(k: int, available: int, what: str) -> None:
+    if k < 1:
+        raise InputError(f"-k must be at least 1, got {k}")
+    if k > available:
+        raise InputError(
+            f"-k {k} is larger than the {available} {what}; use -k {available} or less"
+        )
+
+
+def build_index(
+    table: pd.DataFrame,
+    feature_spaces: dict,
+    run_info: dict,
+    source: str,
+    feature_space: str | None = None,
+    metric: str = "likelihood",
+    index_type: str = "auto",
+    on_nan: str = "error",
+) -> tuple[ProfileIndex, PreparedProfiles]:
+    """Project a profile table into a model's decoder space and index it."""
+    check_metric(metric)
+    if not feature_spaces:
+        raise InputError(
+            f"model {run_info.get('model_id', '?')} records no feature spaces (columns, min, "
+            "max), so it cannot score profiles; use a model trained by `train.infoalign`"
+        )
+    space = match_feature_space(profile_feature_columns(table), feature_spaces, feature_space)
+    prepared = prepare_profiles(table, space, metric, on_nan, source)
+    kind = choose_index_type(index_type, len(prepared.vectors))
+    index, params = new_faiss_index(kind, prepared.vectors.shape[1], prepared.vectors)
+    index.add(prepared.vectors)
+    apply_search_params(index, params)
+    metadata = prepared.metadata.assign(**{ROW_COLUMN: np.arange(index.ntotal)})
+    manifest = {
+        "format": FORMAT,
+        "model": {k: run_info.get(k, "") for k in MODEL_KEYS},
+        "feature_space": space.to_dict(),
+        "metric": metric,
+        "index_type": kind,
+        "search_params": params,
+        "normalisation": "min-max with the model's training range, clipped to [0, 1]"
+        + ("; L2-normalised" if metric == "cosine" else ""),
+        "sources": [
+            {
+                "source": source,
+                "rows": len(table),
+                "indexed": index.ntotal,
+                "dropped": prepared.dropped,
+            }
+        ],
+    }
+    return ProfileIndex(index, metadata, manifest), prepared

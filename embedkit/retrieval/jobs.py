@@ -1,0 +1,281 @@
+"""The file-level jobs behind `embedkit index …`, `retrieve` and `evaluate retrieval`.
+
+Each reads its inputs, calls the array-level API (`index`, `search`, `metrics`) and writes
+its output atomically; the CLI only parses flags and prints the returned summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from embedkit import __version__
+from embedkit.errors import InputError
+from embedkit.io import atomic_path, read_table, write_table
+from embedkit.molecules.embed_table import ON_ERROR_CHOICES, pick_smiles_column
+from embedkit.molecules.embedder import MoleculeEmbedder
+from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
+from embedkit.retrieval.metrics import (
+    RetrievalMetrics,
+    plot_rank_histogram,
+    retrieval_metrics,
+    truth_ranks,
+)
+from embedkit.retrieval.search import decode_molecules, retrieve, score_matrix
+from embedkit.retrieval.spaces import coerce_numeric_text
+
+
+def index_model_spec(index: ProfileIndex) -> str:
+    """The `-m` value that loads the model an index was built with."""
+    model_id, revision = index.model["model_id"], index.model.get("revision")
+    if model_id.startswith(("local-dir:", "hf-hub:")) or not revision:
+        return model_id
+    return f"{model_id}@{revision}"
+
+
+def read_profiles(path: str | Path) -> pd.DataFrame:
+    table = read_table(Path(path))
+    if len(table) == 0:
+        raise InputError(f"{path}: the profile table has a header but no rows")
+    return coerce_numeric_text(table)
+
+
+def dropped_note(dropped: list[int]) -> str:
+    if not dropped:
+        return ""
+    rows = ", ".join(str(r + 1) for r in dropped[:5]) + (" …" if len(dropped) > 5 else "")
+    return f", {len(dropped)} rows with missing features left out (data rows {rows})"
+
+
+def build_index_file(
+    profiles_path: str | Path,
+    out_dir: str | Path,
+    embedder: MoleculeEmbedder,
+    feature_space: str | None = None,
+    metric: str = "likelihood",
+    index_type: str = "auto",
+    on_nan: str = "error",
+) -> str:
+    """`embedkit index build`: returns the summary line."""
+    start = time.perf_counter()
+    table = read_profiles(profiles_path)
+    feature_spaces = embedder.model.extra.get("feature_spaces", {})
+    index, prepared = build_index(
+        table,
+        feature_spaces,
+        embedder.run_info,
+        str(profiles_path),
+        feature_space,
+        metric,
+        index_type,
+        on_nan,
+    )
+    index.save(out_dir)
+    space = index.space
+    ignored = f"; {len(space.ignored)} table columns not in the space ignored" * bool(space.ignored)
+    return (
+        f"indexed {index.count} of {len(table)} profiles{dropped_note(prepared.dropped)} in "
+        f"feature space {space.name} ({len(space.columns)} of its {space.space_size} columns"
+        f"{ignored}); {index.manifest['index_type']} index, {metric} scoring; "
+        f"{time.perf_counter() - start:.1f} s → {out_dir}"
+    )
+
+
+def add_to_index_file(profiles_path: str | Path, index_dir: str | Path, on_nan: str) -> str:
+    """`embedkit index add`: append rows, rewrite the folder atomically."""
+    index = ProfileIndex.load(index_dir)
+    table = read_profiles(profiles_path)
+    before = index.count
+    prepared = index.add(table, str(profiles_path), on_nan)
+    index.save(index_dir)
+    return (
+        f"added {index.count - before} of {len(table)} profiles"
+        f"{dropped_note(prepared.dropped)}; the index now holds {index.count} → {index_dir}"
+    )
+
+
+def describe_index(index_dir: str | Path) -> str:
+    """`embedkit index info`: what is inside and what built it."""
+    index = ProfileIndex.load(index_dir)
+    m = index.manifest
+    space = index.space
+    sources = "; ".join(f"{s['source']} ({s['indexed']} rows)" for s in m.get("sources", []))
+    meta = [c for c in index.metadata.columns]
+    return "\n".join(
+        [
+            f"index:         {index_dir}",
+            f"profiles:      {index.count}",
+            f"model:         {describe_model(index.model)}",
+            f"feature space: {space.name}, {len(space.columns)} of {space.space_size} columns",
+            f"scoring:       {index.metric}",
+            f"index type:    {m['index_type']} {m.get('search_params') or ''}".rstrip(),
+            f"normalisation: {m.get('normalisation', '')}",
+            f"metadata:      {', '.join(meta)}",
+            f"sources:       {sources}",
+            f"built by:      embedkit {m.get('embedkit_version', '?')}",
+        ]
+    )
+
+
+@dataclass
+class RetrieveSummary:
+    molecules: int
+    invalid: int
+    hits: int
+    seconds: float
+    output: Path
+
+    def line(self) -> str:
+        return (
+            f"{self.molecules} molecules in, {self.invalid} invalid; {self.hits} hits; "
+            f"{self.seconds:.1f} s → {self.output}"
+        )
+
+
+def read_queries(
+    path: str | Path, smiles_column: str | None, id_column: str | None
+) -> tuple[pd.DataFrame, str]:
+    table = read_table(Path(path))
+    if len(table) == 0:
+        raise InputError(f"{path}: the table has a header but no rows")
+    column = pick_smiles_column(table, smiles_column, str(path))
+    if id_column is not None and id_column not in table.columns:
+        raise InputError(f"{path}: no id column {id_column!r}")
+    return table, column
+
+
+def retrieve_file(
+    queries_path: str | Path,
+    index_dir: str | Path,
+    output_path: str | Path,
+    embedder: MoleculeEmbedder,
+    k: int = 10,
+    reverse: bool = False,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+    on_error: str = "nan",
+    batch_size: int = 256,
+    progress: bool = False,
+) -> RetrieveSummary:
+    """`embedkit retrieve`: one output row per (query, rank), written atomically."""
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    start = time.perf_counter()
+    index = ProfileIndex.load(index_dir)
+    table, column = read_queries(queries_path, smiles_column, id_column)
+    smiles = table[column].tolist()
+    ids = table[id_column].astype(str).tolist() if id_column else None
+    result = retrieve(smiles, index, embedder, k, reverse, ids, batch_size, progress)
+    if on_error == "raise" and result.invalid:
+        row = result.invalid[0]
+        raise InputError(
+            f"{queries_path}: row {row + 1} ({column}={str(smiles[row])[:60]!r}): "
+            f"{result.errors[row]}; {len(result.invalid)} invalid rows in all; nothing was "
+            "written"
+        )
+    hits = result.hits
+    if on_error == "drop" and "Molecule_Valid" in hits:
+        hits = hits[hits["Molecule_Valid"]].reset_index(drop=True)
+    run_info = {
+        "embedkit_version": __version__,
+        **embedder.run_info,
+        "index": str(index_dir),
+        "feature_space": index.space.name,
+        "metric": index.metric,
+        "direction": "profile→molecules" if reverse else "molecule→profiles",
+        "k": k,
+    }
+    write_table(hits, output_path, run_info)
+    return RetrieveSummary(
+        len(smiles),
+        len(result.invalid),
+        int(hits["Rank"].notna().sum()),
+        time.perf_counter() - start,
+        Path(output_path),
+    )
+
+
+@dataclass
+class Evaluation:
+    metrics: RetrievalMetrics
+    ranks: np.ndarray
+    skipped: int  # queries without a valid structure or without a true profile
+
+
+def evaluate_ranks(
+    smiles: list[str],
+    keys: list,
+    index: ProfileIndex,
+    embedder: MoleculeEmbedder,
+    key_column: str,
+) -> Evaluation:
+    """Rank of each molecule's own profile(s) among all indexed profiles (exact scores)."""
+    if key_column not in index.metadata.columns:
+        raise InputError(
+            f"the index has no metadata column {key_column!r}; it has: "
+            f"{', '.join(index.metadata.columns)}"
+        )
+    index.check_model(embedder.run_info)
+    decoded = decode_molecules(smiles, index, embedder)
+    scores = score_matrix(decoded, index)
+    candidate_keys = index.metadata[key_column].astype(str).to_numpy()
+    query_keys = np.asarray([str(k) for k in keys], dtype=object)[decoded.valid]
+    truth = query_keys[:, None] == candidate_keys[None, :]
+    usable = truth.any(axis=1)
+    if not usable.any():
+        raise InputError(
+            f"no query's key matches a profile's {key_column!r}; check --key / --query-key"
+        )
+    ranks = truth_ranks(scores[usable], truth[usable])
+    candidates = index.count - truth[usable].sum(axis=1) + 1
+    return Evaluation(retrieval_metrics(ranks, candidates), ranks, len(smiles) - int(usable.sum()))
+
+
+def evaluate_retrieval_file(
+    queries_path: str | Path,
+    index_dir: str | Path,
+    embedder: MoleculeEmbedder,
+    key: str,
+    query_key: str | None = None,
+    smiles_column: str | None = None,
+    output_json: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> Evaluation:
+    """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram PNG)."""
+    index = ProfileIndex.load(index_dir)
+    table, column = read_queries(queries_path, smiles_column, None)
+    query_key = query_key or (key if key in table.columns else key.removeprefix("Metadata_"))
+    if query_key not in table.columns:
+        raise InputError(
+            f"{queries_path}: no key column {query_key!r} to match the index's {key!r}; "
+            "name it with --query-key"
+        )
+    evaluation = evaluate_ranks(
+        table[column].tolist(), table[query_key].tolist(), index, embedder, key
+    )
+    if output_json is not None:
+        with atomic_path(Path(output_json)) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        **evaluation.metrics.to_dict(),
+                        "skipped_queries": evaluation.skipped,
+                        "ranks": evaluation.ranks.tolist(),
+                        "model": index.model,
+                        "index": str(index_dir),
+                        "metric": index.metric,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+    if plot is not None:
+        plot_rank_histogram(
+            {index.model.get("model_id", "model"): evaluation.ranks}, index.count, plot
+        )
+    return evaluation

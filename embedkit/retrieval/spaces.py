@@ -1,0 +1,153 @@
+"""Match a profile table's feature columns to one of the model's decoder feature spaces.
+
+A model trained by `train.infoalign` records, per decoder, the column names of its
+feature space and the min/max used to scale them to [0, 1]. Users' tables rarely carry
+exactly our feature selection, so matching is by column name (case-insensitive) and any
+subset of a space is accepted: only the shared columns are scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from embedkit.errors import InputError
+
+METADATA_PREFIX = "Metadata_"
+
+
+@dataclass(frozen=True)
+class SpaceMatch:
+    """The shared columns of a table and a decoder space, in the space's order."""
+
+    name: str
+    columns: list[str]  # the table's names for the shared columns
+    decoder_index: np.ndarray  # their positions in the decoder's output
+    min: np.ndarray
+    max: np.ndarray
+    space_size: int
+    ignored: list[str]  # the table's feature columns the space does not have
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "columns": self.columns,
+            "decoder_index": self.decoder_index.tolist(),
+            "min": self.min.tolist(),
+            "max": self.max.tolist(),
+            "space_size": self.space_size,
+            "ignored": self.ignored,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpaceMatch:
+        return cls(
+            data["name"],
+            list(data["columns"]),
+            np.asarray(data["decoder_index"], dtype=np.int64),
+            np.asarray(data["min"], dtype=np.float64),
+            np.asarray(data["max"], dtype=np.float64),
+            int(data["space_size"]),
+            list(data.get("ignored", [])),
+        )
+
+
+MISSING_TEXT = {"", "na", "nan", "null", "none"}
+
+
+def coerce_numeric_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Text tables (CSV is read as strings) → numbers in feature columns.
+
+    A non-`Metadata_` text column becomes numeric when every non-missing cell parses;
+    empty cells and NA/NaN become NaN (and are then reported by row, not indexed).
+    """
+    out = table.copy()
+    for column in out.columns:
+        if str(column).startswith(METADATA_PREFIX) or out[column].dtype != object:
+            continue
+        numbers = pd.to_numeric(out[column], errors="coerce")
+        text = out[column].astype(str).str.strip().str.lower()
+        if not (numbers.isna() & ~text.isin(MISSING_TEXT)).any():
+            out[column] = numbers.astype(np.float64)
+    return out
+
+
+def profile_feature_columns(table: pd.DataFrame) -> list[str]:
+    """Numeric columns outside the pycytominer `Metadata_` namespace."""
+    return [
+        str(c)
+        for c in table.columns
+        if not str(c).startswith(METADATA_PREFIX) and pd.api.types.is_numeric_dtype(table[c])
+    ]
+
+
+def profile_spaces(feature_spaces: dict) -> dict[str, dict]:
+    """The model's decoder spaces that describe measured profiles (not fingerprints)."""
+    return {n: s for n, s in feature_spaces.items() if s.get("kind") == "profile"}
+
+
+def describe_spaces(feature_spaces: dict) -> str:
+    spaces = profile_spaces(feature_spaces)
+    if not spaces:
+        return "none (this model has no profile decoders)"
+    return "; ".join(
+        f"{n} ({len(s['columns'])} columns, e.g. {', '.join(s['columns'][:3])})"
+        for n, s in spaces.items()
+    )
+
+
+def match_feature_space(
+    columns: list[str], feature_spaces: dict, name: str | None = None
+) -> SpaceMatch:
+    """Pick the decoder space sharing most columns (or `name`); error if none is shared."""
+    spaces = profile_spaces(feature_spaces)
+    if name is not None and name not in spaces:
+        raise InputError(
+            f"the model has no profile feature space {name!r}; it supports: "
+            f"{describe_spaces(feature_spaces)}"
+        )
+    if not columns:
+        raise InputError("the profile table has no numeric feature columns (non-Metadata_)")
+    wanted = {c.lower(): c for c in columns}
+    best: tuple[int, str] | None = None
+    candidates = [name] if name is not None else sorted(spaces)
+    for space in candidates:
+        shared = sum(c.lower() in wanted for c in spaces[space]["columns"])
+        if shared and (best is None or shared > best[0]):
+            best = (shared, space)
+        elif shared and shared == best[0] and name is None:
+            raise InputError(
+                f"the table's columns fit feature spaces {best[1]!r} and {space!r} equally; "
+                "choose one with --feature-space"
+            )
+    if best is None:
+        raise InputError(
+            f"none of the table's {len(columns)} feature columns (e.g. "
+            f"{', '.join(columns[:3])}) belongs to a feature space of the model; it supports: "
+            f"{describe_spaces(feature_spaces)}"
+        )
+    space = spaces[best[1]]
+    index = [i for i, c in enumerate(space["columns"]) if c.lower() in wanted]
+    shared_lower = {space["columns"][i].lower() for i in index}
+    return SpaceMatch(
+        name=best[1],
+        columns=[wanted[space["columns"][i].lower()] for i in index],
+        decoder_index=np.asarray(index, dtype=np.int64),
+        min=np.asarray(space["min"], dtype=np.float64)[index],
+        max=np.asarray(space["max"], dtype=np.float64)[index],
+        space_size=len(space["columns"]),
+        ignored=[c for c in columns if c.lower() not in shared_lower],
+    )
+
+
+def scale_profiles(values: np.ndarray, space: SpaceMatch) -> np.ndarray:
+    """Min-max scale with the training range and clip to [0, 1], as the decoders saw them."""
+    span = np.where(space.max > space.min, space.max - space.min, 1.0)
+    return np.clip((values - space.min) / span, 0.0, 1.0).astype(np.float32)
+
+
+def nan_rows(values: np.ndarray) -> np.ndarray:
+    """Row numbers (0-based) with any missing or infinite feature."""
+    return np.flatnonzero(~np.isfinite(values).all(axis=1))
