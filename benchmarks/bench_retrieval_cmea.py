@@ -297,7 +297,7 @@ def write_outputs(report: dict, ranks: dict, out: Path) -> None:
         {m: np.concatenate(ranks[m]) for m in shown if m in ranks},
         int(max(report["folds"])),
         out.with_suffix(".png"),
-        "CMEA U2OS, zero-shot: rank of the true profile among the fold's held-out",
+        "CMEA U2OS zero-shot, scaffold folds",
     )
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

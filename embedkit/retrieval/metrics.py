@@ -117,16 +117,13 @@ def plot_rank_histogram(
     from embedkit.io import atomic_path
 
     path = Path(path)
-    bins = np.linspace(0.5, candidates + 0.5, min(candidates, 20) + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = int(np.ceil(candidates / 20))  # whole ranks per bin, so chance is flat
+    bins = np.arange(0.5, candidates + width + 0.5, width)
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for name, values in ranks.items():
         ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=name)
-    ax.axhline(
-        sum(len(v) for v in ranks.values()) / len(ranks) / (len(bins) - 1),
-        color="grey",
-        linestyle=":",
-        label="chance",
-    )
+    queries = sum(len(v) for v in ranks.values()) / len(ranks)
+    ax.axhline(queries * width / candidates, color="grey", linestyle=":", label="chance")
     ax.set_xlabel("rank of the true profile (1 = best)")
     ax.set_ylabel("queries")
     ax.set_title(title or "Rank of the true profile")
