@@ -188,3 +188,23 @@ def read_run_info(path: str | Path) -> dict:
             return json.loads(str(data["run_info"]))
     sidecar = path.with_name(path.name + ".json")
     return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+MISSING_TEXT = {"", "na", "nan", "null", "none"}
+
+
+def coerce_numeric_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Text tables (CSV is read as strings) → numbers in feature columns.
+
+    A non-`Metadata_` text column becomes numeric when every non-missing cell parses;
+    empty cells and NA/NaN become NaN (and are then reported by row, not indexed).
+    """
+    out = table.copy()
+    for column in out.columns:
+        if str(column).startswith("Metadata_") or out[column].dtype != object:
+            continue
+        numbers = pd.to_numeric(out[column], errors="coerce")
+        text = out[column].astype(str).str.strip().str.lower()
+        if not (numbers.isna() & ~text.isin(MISSING_TEXT)).any():
+            out[column] = numbers.astype(np.float64)
+    return out

@@ -16,7 +16,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import InputError
-from embedkit.io import atomic_path, read_table, write_table
+from embedkit.io import atomic_path, coerce_numeric_text, read_table, write_table
 from embedkit.molecules.embed_table import ON_ERROR_CHOICES, pick_smiles_column
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
@@ -27,7 +27,6 @@ from embedkit.retrieval.metrics import (
     truth_ranks,
 )
 from embedkit.retrieval.search import decode_molecules, retrieve, score_matrix
-from embedkit.retrieval.spaces import coerce_numeric_text
 
 
 def index_model_spec(index: ProfileIndex) -> str:

@@ -54,26 +54,6 @@ class SpaceMatch:
         )
 
 
-MISSING_TEXT = {"", "na", "nan", "null", "none"}
-
-
-def coerce_numeric_text(table: pd.DataFrame) -> pd.DataFrame:
-    """Text tables (CSV is read as strings) → numbers in feature columns.
-
-    A non-`Metadata_` text column becomes numeric when every non-missing cell parses;
-    empty cells and NA/NaN become NaN (and are then reported by row, not indexed).
-    """
-    out = table.copy()
-    for column in out.columns:
-        if str(column).startswith(METADATA_PREFIX) or out[column].dtype != object:
-            continue
-        numbers = pd.to_numeric(out[column], errors="coerce")
-        text = out[column].astype(str).str.strip().str.lower()
-        if not (numbers.isna() & ~text.isin(MISSING_TEXT)).any():
-            out[column] = numbers.astype(np.float64)
-    return out
-
-
 def profile_feature_columns(table: pd.DataFrame) -> list[str]:
     """Numeric columns outside the pycytominer `Metadata_` namespace."""
     return [
