@@ -1,0 +1,193 @@
+"""`embedkit embed-images`: plate folders in, per-plate embedding tables out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embedkit.cli_common import device_option, friendly_errors, progress_option, show_progress
+
+DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
+
+
+def channel_map_from_options(channels: str | None, channel_map: str | None, model_channels):
+    """--channels (plate channels in model order, '-' = drop) and/or --channel-map."""
+    from embedkit.errors import InputError
+    from embedkit.images.channels import parse_channel_map
+
+    mapping, drop = parse_channel_map(channel_map), []
+    if channels:
+        items = [c.strip() for c in channels.split(",")]
+        if len(items) != len(model_channels):
+            raise InputError(
+                f"--channels lists {len(items)} plate channels; the model has "
+                f"{len(model_channels)} ({', '.join(model_channels)}); use '-' to drop one"
+            )
+        for name, item in zip(model_channels, items, strict=True):
+            if item == "-":
+                drop.append(name)
+            else:
+                mapping.setdefault(name, item)
+    return mapping, drop
+
+
+@click.command("embed-images")
+@click.argument("plate_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder: plates/<plate>.parquet (+ .json sidecar) and manifest.json.",
+)
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_IMAGE_MODEL,
+    show_default=True,
+    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
+)
+@click.option(
+    "--layout",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "rxrx", "phenix", "channel-names", "index-csv", "pattern"]),
+    help="How file names encode plate/well/site/channel.",
+)
+@click.option(
+    "--pattern", default=None, help="Regex with named groups channel (required), well, site, plate."
+)
+@click.option(
+    "--channels",
+    default=None,
+    help="Plate channels in the model's channel order, '-' to drop one, e.g. ch5,ch4,ch2,ch3,ch1,-",
+)
+@click.option(
+    "--channel-map",
+    default=None,
+    help="MODEL=PLATE pairs, e.g. DNA=ch5,ER=ch4 (overrides names and aliases).",
+)
+@click.option(
+    "--drop-channel",
+    multiple=True,
+    help="Model channel to leave out (its patch weights are dropped; repeatable).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["crop", "site", "well"]),
+    default="site",
+    show_default=True,
+    help="One row per crop, per site (mean of crops) or per well.",
+)
+@click.option(
+    "--crop-mode",
+    type=click.Choice(["tiles", "center", "random", "full"]),
+    default="tiles",
+    show_default=True,
+    help="Non-overlapping tiles, the centre crop, random crops, or the resized field.",
+)
+@click.option("--n-crops", default=4, show_default=True, help="Crops per site for random.")
+@click.option(
+    "-b",
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sites per batch.",
+)
+@click.option(
+    "-n",
+    "--num-workers",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Image-decoding processes.  [default: cores - 1, max 8]",
+)
+@device_option
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16 autocast (GPUs, CPUs with AVX-512 BF16).",
+)
+@click.option("--shard", default=None, help="I/N: embed every N-th plate starting at I.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip plates whose output exists and matches its recorded sha256.",
+)
+@click.option(
+    "--cell-line",
+    default=None,
+    help="Cell line of these plates (for models with cell-line tokens).",
+)
+@click.option(
+    "--cell-line-embeddings",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Table of cell-line embeddings (name column + values).",
+)
+@progress_option
+@friendly_errors
+def embed_images_cmd(
+    plate_dirs,
+    output,
+    model,
+    layout,
+    pattern,
+    channels,
+    channel_map,
+    drop_channel,
+    level,
+    crop_mode,
+    n_crops,
+    batch_size,
+    num_workers,
+    device,
+    precision,
+    shard,
+    resume,
+    cell_line,
+    cell_line_embeddings,
+    progress,
+) -> None:
+    """Embed the sites of PLATE_DIR(s): one row per site (or crop, or well) per plate.
+
+    \b
+      embedkit plates inspect plate/                 # what was found, before any model runs
+      embedkit embed-images plate/ -o emb/           # emb/plates/<plate>.parquet + manifest
+      embedkit embed-images screen/ -o emb/ --shard 1/4 --resume
+      embedkit embed-images jump_site/ -o emb/ --drop-channel Golgi --channel-map DNA=ch5
+    """
+    import os
+
+    from embedkit.api import load
+    from embedkit.errors import InputError
+    from embedkit.images.discovery import discover
+    from embedkit.images.embed_plates import EmbedImagesOptions, embed_images, parse_shard
+    from embedkit.images.embedder import ImageEmbedder
+    from embedkit.images.model import read_cell_line_table
+
+    embedder = load(model, device=device, precision=precision)
+    if not isinstance(embedder, ImageEmbedder):
+        raise InputError(f"{model} is not an image model; see `embedkit zoo list`")
+    mapping, drop = channel_map_from_options(channels, channel_map, embedder.model.channels)
+    workers = num_workers if num_workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1))
+    options = EmbedImagesOptions(
+        level=level,
+        crop_mode=crop_mode,
+        n_random=n_crops,
+        sites_per_batch=batch_size,
+        num_workers=workers,
+        shard=parse_shard(shard),
+        resume=resume,
+        cell_line=cell_line,
+        cell_line_table=read_cell_line_table(cell_line_embeddings) if cell_line_embeddings else {},
+        channel_map=mapping,
+        drop_channels=tuple(drop_channel) + tuple(drop),
+        progress=show_progress(progress),
+    )
+    index = discover(list(plate_dirs), layout=layout, pattern=pattern)
+    summary = embed_images(index, embedder, output, options)
+    click.echo(summary.line())

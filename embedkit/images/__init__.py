@@ -1,0 +1,1 @@
+"""Cell images: plate discovery, image reading, channel maps and multi-channel encoders."""

@@ -1,0 +1,359 @@
+"""`embedkit embed-images`: stream plates through the encoder, one output file per plate.
+
+Sites are read and cropped in DataLoader worker processes while the model runs, so memory
+stays bounded by the batch, not the plate. Each plate is written atomically to
+`OUT/plates/<plate>.parquet` with a `<plate>.json` sidecar (rows, sha256, counts) written
+last: the sidecar is the completion marker `--resume` verifies. `--shard I/N` takes every
+N-th plate, so N processes (or machines) split a screen without coordination; `manifest.json`
+is rebuilt from the sidecars at the end of every run. A site that cannot be read (corrupt
+file, missing channel, mixed bit depth, mismatched sizes) keeps its row, with
+`Metadata_Valid = False` and the reason; the others are embedded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from embedkit import __version__
+from embedkit.errors import EmbedkitError, InputError
+from embedkit.images.channels import ChannelPlan, plan_channels
+from embedkit.images.embedder import ImageEmbedder
+from embedkit.images.preprocess import crop_site, normalise
+from embedkit.io import atomic_path, embeddings_frame
+from embedkit.zoo import sha256_of
+
+LEVELS = ("crop", "site", "well")
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class EmbedImagesOptions:
+    level: str = "site"
+    crop_mode: str = "tiles"
+    n_random: int = 4
+    sites_per_batch: int = 8
+    crop_batch: int = 64
+    num_workers: int = 0
+    shard: tuple[int, int] = (0, 1)
+    resume: bool = False
+    cell_line: str | None = None
+    cell_line_table: dict = field(default_factory=dict)
+    channel_map: dict = field(default_factory=dict)
+    drop_channels: tuple[str, ...] = ()
+    progress: bool = False
+    seed: int = 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """`"2/4"` → (1, 4): 1-based on the command line, 0-based inside."""
+    if not text:
+        return (0, 1)
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise InputError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return int(match[1]) - 1, int(match[2])
+
+
+class SiteDataset(Dataset):
+    """One item per site: normalised crops, or the reason the site could not be read."""
+
+    def __init__(self, sites: pd.DataFrame, plan: ChannelPlan, model_spec: dict, options):
+        self.sites = sites.reset_index(drop=True)
+        self.plan = plan
+        self.crop_size = model_spec["crop_size"]
+        self.normalisation = dict(model_spec["normalisation"])
+        if self.normalisation.get("kind") == "fixed":
+            self.normalisation["mean"] = [self.normalisation["mean"][i] for i in plan.kept]
+            self.normalisation["std"] = [self.normalisation["std"][i] for i in plan.kept]
+        self.options = options
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def __getitem__(self, i: int):
+        from embedkit.images.reading import read_site
+
+        row = self.sites.iloc[i]
+        missing = [c for c in self.plan.sources if not isinstance(row.get(c), str)]
+        if missing:
+            return i, None, None, f"missing channel file(s) {', '.join(missing)}"
+        try:
+            site = read_site([row[c] for c in self.plan.sources])
+            rng = np.random.default_rng([self.options.seed, i])
+            crops, positions = crop_site(
+                site, self.crop_size, self.options.crop_mode, self.options.n_random, rng
+            )
+        except (EmbedkitError, ValueError) as err:
+            return i, None, None, str(err)
+        return i, normalise(crops, self.normalisation), positions, ""
+
+
+def _collate(items):
+    return items
+
+
+@dataclass
+class PlateResult:
+    plate: str
+    rows: int
+    sites: int
+    invalid: int
+    reasons: Counter
+    seconds: float
+    skipped: bool = False
+
+
+def safe_name(plate: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", plate).strip("_") or "plate"
+
+
+def _site_rows(sites: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Metadata_Plate": sites["plate"].astype(str).to_numpy(),
+            "Metadata_Well": sites["well"].astype(str).to_numpy(),
+            "Metadata_Site": sites["site"].to_numpy(),
+        }
+    )
+
+
+def embed_plate(
+    sites: pd.DataFrame,
+    embedder: ImageEmbedder,
+    plan: ChannelPlan,
+    options: EmbedImagesOptions,
+    cell_line: torch.Tensor | None,
+    bar,
+) -> tuple[pd.DataFrame, list[str]]:
+    """All sites of one plate → a table at the requested level (rows in site order), and
+    one error string per site ("" = embedded)."""
+    model = embedder.model
+    spec = {"crop_size": model.crop_size, "normalisation": model.normalisation}
+    loader = DataLoader(
+        SiteDataset(sites, plan, spec, options),
+        batch_size=options.sites_per_batch,
+        num_workers=options.num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+    dim = embedder.embedding_dim
+    per_site: list[np.ndarray | None] = [None] * len(sites)
+    positions: list = [None] * len(sites)
+    errors = [""] * len(sites)
+    for items in loader:
+        good = [it for it in items if it[1] is not None]
+        for i, _, _, err in items:
+            errors[i] = err
+        if good:
+            crops = torch.cat([it[1] for it in good])
+            vectors = embedder.embed_crops(crops, cell_line, options.crop_batch)
+            start = 0
+            for i, c, pos, _ in good:
+                per_site[i] = vectors[start : start + len(c)]
+                positions[i] = pos
+                start += len(c)
+        bar.update(len(items))
+    meta = _site_rows(sites)
+    meta["Metadata_Valid"] = [v is not None for v in per_site]
+    meta["Metadata_Error"] = errors
+    if options.level == "crop":
+        return _crop_table(meta, per_site, positions, dim), errors
+    table = meta.copy()
+    table["Metadata_Crops"] = [0 if v is None else len(v) for v in per_site]
+    means = (
+        np.stack([np.full(dim, np.nan, np.float32) if v is None else v.mean(0) for v in per_site])
+        if per_site
+        else np.zeros((0, dim), np.float32)
+    )
+    out = embeddings_frame(table, means)
+    return (_well_table(out) if options.level == "well" else out), errors
+
+
+def _crop_table(meta, per_site, positions, dim) -> pd.DataFrame:
+    rows, vectors = [], []
+    for i, v in enumerate(per_site):
+        base = meta.iloc[i].to_dict()
+        if v is None:
+            rows.append({**base, "Metadata_Crop": -1, "Metadata_CropY": -1, "Metadata_CropX": -1})
+            vectors.append(np.full(dim, np.nan, np.float32))
+            continue
+        for c, (y, x) in enumerate(positions[i]):
+            rows.append({**base, "Metadata_Crop": c, "Metadata_CropY": y, "Metadata_CropX": x})
+            vectors.append(v[c])
+    return embeddings_frame(
+        pd.DataFrame(rows), np.stack(vectors) if vectors else np.zeros((0, dim))
+    )
+
+
+def _well_table(sites: pd.DataFrame) -> pd.DataFrame:
+    """Mean of a well's valid sites; a well with none keeps a NaN row and the reasons."""
+    features = [c for c in sites.columns if c.startswith("Emb_")]
+    keys = ["Metadata_Plate", "Metadata_Well"]
+    grouped = sites.groupby(keys, sort=False)
+    table = grouped[features].mean()  # NaN rows of invalid sites are skipped by mean
+    info = grouped.agg(
+        Metadata_Sites=("Metadata_Valid", "sum"),
+        Metadata_Error=("Metadata_Error", lambda e: "; ".join(sorted({x for x in e if x}))),
+    )
+    out = info.join(table).reset_index()
+    out.insert(2, "Metadata_Valid", out["Metadata_Sites"] > 0)
+    return out
+
+
+def plate_files(out_dir: Path, plate: str) -> tuple[Path, Path]:
+    base = out_dir / "plates" / safe_name(plate)
+    return base.with_suffix(".parquet"), base.with_suffix(".json")
+
+
+def plate_is_complete(out_dir: Path, plate: str) -> bool:
+    """The sidecar exists and the parquet file still has the sha256 it recorded."""
+    data, sidecar = plate_files(out_dir, plate)
+    if not (data.exists() and sidecar.exists()):
+        return False
+    try:
+        record = json.loads(sidecar.read_text())
+    except json.JSONDecodeError:
+        return False
+    return record.get("sha256") == sha256_of(data)
+
+
+def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, stats: dict):
+    from embedkit.io import write_table
+
+    data, sidecar = plate_files(out_dir, plate)
+    write_table(table, data, run_info)
+    record = {
+        "plate": plate,
+        "file": data.name,
+        "rows": len(table),
+        "sha256": sha256_of(data),
+        **stats,
+    }
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def write_manifest(out_dir: Path, run_info: dict) -> Path:
+    """Rebuilt from the plate sidecars, so concurrent shards never disagree for long."""
+    records = []
+    for sidecar in sorted((out_dir / "plates").glob("*.json")):
+        records.append(json.loads(sidecar.read_text()))
+    manifest = {**run_info, "plates": records, "complete_plates": len(records)}
+    path = out_dir / MANIFEST
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+@dataclass
+class EmbedImagesSummary:
+    plates: list[PlateResult]
+    seconds: float
+    out_dir: Path
+
+    def line(self) -> str:
+        done = [p for p in self.plates if not p.skipped]
+        sites = sum(p.sites for p in done)
+        invalid = sum(p.invalid for p in done)
+        reasons = Counter()
+        for p in done:
+            reasons.update(p.reasons)
+        why = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
+        skipped = len(self.plates) - len(done)
+        rate = sites / self.seconds if self.seconds > 0 else float("nan")
+        return (
+            f"{len(done)} plates embedded"
+            + (f", {skipped} already complete (skipped)" if skipped else "")
+            + f"; {sites} sites, {sites - invalid} embedded, {invalid} skipped"
+            + (f" ({why})" if why else "")
+            + f"; {self.seconds:.1f} s, {rate:.1f} sites/s → {self.out_dir}"
+        )
+
+
+def embed_images(
+    index,
+    embedder: ImageEmbedder,
+    out_dir: str | Path,
+    options: EmbedImagesOptions | None = None,
+) -> EmbedImagesSummary:
+    """Embed every plate of a discovered `PlateIndex` (this shard's plates) into `out_dir`."""
+    options = options or EmbedImagesOptions()
+    if options.level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {options.level!r}")
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    model = embedder.model
+    plan = plan_channels(
+        model.channels,
+        index.channels(),
+        model.channel_aliases,
+        options.channel_map,
+        options.drop_channels,
+    )
+    model.encoder.keep_channels(plan.kept)
+    cell_line = model.cell_line_vector(options.cell_line, options.cell_line_table)
+    sites = index.sites()
+    plates = sorted(sites["plate"].unique(), key=str)
+    mine = [p for j, p in enumerate(plates) if j % options.shard[1] == options.shard[0]]
+    run_info = {
+        "embedkit_version": __version__,
+        **embedder.run_info,
+        "channels": plan.describe(),
+        "level": options.level,
+        "crop_mode": options.crop_mode,
+        "crop_size": model.crop_size,
+        "normalisation": model.normalisation,
+        "cell_line": options.cell_line,
+        "precision": embedder.precision,
+    }
+    results = []
+    todo = [p for p in mine if not (options.resume and plate_is_complete(out_dir, p))]
+    bar = tqdm(
+        total=int(sites["plate"].isin(todo).sum()),
+        unit="site",
+        desc="embedding",
+        disable=not options.progress,
+    )
+    for plate in mine:
+        if plate not in todo:
+            results.append(PlateResult(plate, 0, 0, 0, Counter(), 0.0, skipped=True))
+            continue
+        tick = time.perf_counter()
+        plate_sites = sites[sites["plate"] == plate]
+        table, errors = embed_plate(plate_sites, embedder, plan, options, cell_line, bar)
+        invalid = sum(bool(e) for e in errors)
+        reasons = Counter(_reason(e) for e in errors if e)
+        stats = {
+            "sites": len(plate_sites),
+            "invalid_sites": invalid,
+            "seconds": round(time.perf_counter() - tick, 2),
+        }
+        write_plate(out_dir, plate, table, run_info, stats)
+        results.append(
+            PlateResult(
+                plate, len(table), len(plate_sites), invalid, reasons, time.perf_counter() - tick
+            )
+        )
+    bar.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(out_dir, {**run_info, "shard": f"{options.shard[0] + 1}/{options.shard[1]}"})
+    return EmbedImagesSummary(results, time.perf_counter() - start, out_dir)
+
+
+def _reason(error: str) -> str:
+    """Group errors by kind for the summary (paths differ, reasons repeat)."""
+    for kind in ("missing channel", "corrupt", "truncated", "bit depth", "size", "smaller"):
+        if kind in error.lower():
+            return kind
+    return error.split(":")[0][:40]

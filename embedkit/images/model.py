@@ -1,0 +1,157 @@
+"""An image model as a Hub-layout folder: config.json (architecture, channels, crop size,
+normalisation, cell-line embeddings) + model.safetensors (encoder weights only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from embedkit.errors import InputError
+from embedkit.images.vit import ImageEncoder, ViTConfig
+
+ARCHITECTURE = "embedkit-vit"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CELL_PAINTING = ["DNA", "ER", "RNA", "AGP", "Mito"]
+CELL_PAINTING_ALIASES = {  # stain / RxRx / CellProfiler names; Phenix "chN" numbers vary: map them
+    "DNA": ["w1", "Hoechst", "DAPI", "OrigDNA"],
+    "ER": ["w2", "ConA", "ERSyto", "OrigER"],
+    "RNA": ["w4", "Syto14", "ERSytoBleed", "OrigRNA"],
+    "AGP": ["w3", "Phalloidin", "Ph_golgi", "OrigAGP"],
+    "Mito": ["w5", "MitoTracker", "OrigMito"],
+}
+RXRX1 = ["DNA", "ER", "Actin", "RNA", "Mito", "Golgi"]  # RxRx1 w1..w6
+RXRX1_ALIASES = {name: [f"w{i + 1}"] for i, name in enumerate(RXRX1)}
+
+
+def default_channels(in_chans: int) -> tuple[list[str], dict[str, list[str]]]:
+    if in_chans == len(CELL_PAINTING):
+        return CELL_PAINTING, CELL_PAINTING_ALIASES
+    if in_chans == len(RXRX1):
+        return RXRX1, RXRX1_ALIASES
+    return [f"c{i + 1}" for i in range(in_chans)], {}
+
+
+class ImageModel(nn.Module):
+    """The encoder plus what a user needs to feed it: channel names, crop size, normalisation."""
+
+    def __init__(
+        self,
+        encoder: ViTConfig | None = None,
+        channels: list[str] | None = None,
+        channel_aliases: dict[str, list[str]] | None = None,
+        crop_size: int | None = None,
+        normalisation: dict | None = None,
+        cell_lines: dict[str, list[float]] | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__()
+        config = encoder or ViTConfig()
+        names, aliases = default_channels(config.in_chans)
+        self.channels = list(channels or names)
+        if len(self.channels) != config.in_chans:
+            raise ValueError(f"{len(self.channels)} channel names for {config.in_chans} inputs")
+        self.channel_aliases = dict(aliases if channel_aliases is None else channel_aliases)
+        self.crop_size = crop_size or config.img_size
+        self.normalisation = dict(normalisation or {"kind": "instance"})
+        self.cell_lines = dict(cell_lines or {})
+        self.extra = dict(extra or {})
+        self.encoder = ImageEncoder(config)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.encoder.config.embed_dim
+
+    def config(self) -> dict:
+        return {
+            "architecture": ARCHITECTURE,
+            "encoder": self.encoder.config.to_dict(),
+            "embedding_dim": self.embedding_dim,
+            "channels": self.channels,
+            "channel_aliases": self.channel_aliases,
+            "crop_size": self.crop_size,
+            "normalisation": self.normalisation,
+            "pooling": "mean of patch tokens",
+            "cell_lines": self.cell_lines,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> ImageModel:
+        if config.get("architecture") != ARCHITECTURE:
+            raise ValueError(
+                f"config.json describes {config.get('architecture')!r}, expected {ARCHITECTURE!r}"
+            )
+        return cls(
+            ViTConfig(**config["encoder"]),
+            config.get("channels"),
+            config.get("channel_aliases"),
+            config.get("crop_size"),
+            config.get("normalisation"),
+            config.get("cell_lines"),
+            config.get("extra"),
+        )
+
+    def cell_line_vector(self, name: str | None, table: dict | None = None) -> torch.Tensor | None:
+        """The embedding of cell line `name` (from `table`, else the config); None if unused."""
+        if self.encoder.config.cell_line_tokens == 0:
+            return None
+        lines = {**self.cell_lines, **(table or {})}
+        if name is None:
+            raise InputError(
+                "this model conditions on the cell line: pass --cell-line NAME (known: "
+                f"{', '.join(sorted(self.cell_lines)) or 'none'}) or --cell-line-embeddings FILE"
+            )
+        match = {k.lower(): k for k in lines}.get(name.lower())
+        if match is None:
+            raise InputError(
+                f"no embedding for cell line {name!r}; known: {', '.join(sorted(lines))}. "
+                "Give one with --cell-line-embeddings FILE (a de novo line needs only its "
+                "expression embedding)"
+            )
+        vector = np.asarray(lines[match], dtype=np.float32)
+        if vector.shape != (self.encoder.config.cell_line_dim,):
+            raise InputError(
+                f"cell line {name!r}: embedding has {vector.size} values, the model expects "
+                f"{self.encoder.config.cell_line_dim}"
+            )
+        return torch.from_numpy(vector)
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+            for k, v in self.encoder.state_dict().items()
+        }
+        save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> ImageModel:
+        folder = Path(folder)
+        model = cls.from_config(json.loads((folder / CONFIG_NAME).read_text()))
+        state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_NAME)).items()}
+        model.encoder.load_state_dict(state, strict=True)
+        return model.eval()
+
+
+def read_cell_line_table(path: str | Path) -> dict[str, list[float]]:
+    """A table of cell-line embeddings: one row per line, a name column, numeric columns.
+
+    Accepts the layout of ../shared/data/cell_lines/scvi_cell_line_embeddings_*.parquet
+    (index or first text column = cell line) as well as CSV.
+    """
+    from embedkit.io import coerce_numeric_text, read_table
+
+    table = coerce_numeric_text(read_table(Path(path)))
+    text = [c for c in table.columns if not np.issubdtype(table[c].dtype, np.number)]
+    names = table[text[0]].astype(str) if text else table.index.astype(str)
+    values = table.drop(columns=text[:1]).to_numpy(dtype=np.float32)
+    return {n: v.tolist() for n, v in zip(names, values, strict=True)}
