@@ -20,6 +20,7 @@ from embedkit.cli_common import (
     progress_option,
     show_progress,
 )
+from embedkit.cli_datasets import datasets_group
 from embedkit.cli_images import embed_images_cmd
 from embedkit.cli_plates import plates_group
 from embedkit.cli_retrieval import evaluate_retrieval_cmd, index_group, retrieve_cmd
@@ -264,6 +265,7 @@ def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> No
 
 main.add_command(embed_images_cmd)
 main.add_command(plates_group)
+main.add_command(datasets_group)
 main.add_command(index_group)
 main.add_command(retrieve_cmd)
 evaluate.add_command(evaluate_retrieval_cmd)
