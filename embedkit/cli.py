@@ -23,6 +23,7 @@ from embedkit.cli_common import (
 from embedkit.cli_datasets import datasets_group
 from embedkit.cli_images import embed_images_cmd
 from embedkit.cli_plates import plates_group
+from embedkit.cli_profiles import aggregate_cmd, normalize_cmd
 from embedkit.cli_retrieval import evaluate_retrieval_cmd, index_group, retrieve_cmd
 
 
@@ -186,7 +187,7 @@ def zoo_verify(names: tuple[str, ...]) -> None:
 
 
 @zoo.command("convert")
-@click.argument("kind", type=click.Choice(["infoalign"]))
+@click.argument("kind", type=click.Choice(["infoalign", "rxrx1-vit", "openphenom"]))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -197,14 +198,34 @@ def zoo_verify(names: tuple[str, ...]) -> None:
 )
 @friendly_errors
 def zoo_convert(kind: str, checkpoint: Path, output: Path) -> None:
-    """Convert a third-party CHECKPOINT (e.g. InfoAlign's pretrain.pt) to safetensors.
+    """Convert a third-party CHECKPOINT of KIND to safetensors + config.json.
 
-    The pickle is opened with torch.load(weights_only=True); load the result with
+    \b
+    KIND:
+      infoalign   InfoAlign's pretrain.pt (molecule GIN encoder + VIB head)
+      rxrx1-vit   the seed paper's RxRx1 ViT: best_{method}_vit-s.pt,
+                  final_encoder_vit-s.pt or a plain state dict (6 channels w1..w6,
+                  optional cell-line "GE" tokens)
+      openphenom  Recursion's OpenPhenom channel-agnostic ViT-S/16 (its model.safetensors).
+                  Its weights are NON-COMMERCIAL: embedkit ships this loader, never the
+                  weights; do not redistribute or use the converted folder commercially.
+
+    Pickles are opened with torch.load(weights_only=True); load the result with
     `-m local-dir:OUTPUT`.
     """
-    from embedkit.convert import convert_infoalign
+    if kind == "infoalign":
+        from embedkit.convert import convert_infoalign
 
-    folder = convert_infoalign(checkpoint, output)
+        folder = convert_infoalign(checkpoint, output)
+    elif kind == "rxrx1-vit":
+        from embedkit.images.convert import convert_rxrx1_vit
+
+        folder = convert_rxrx1_vit(checkpoint, output)
+    else:
+        from embedkit.images.convert import convert_openphenom
+
+        folder = convert_openphenom(checkpoint, output)
+        click.echo("note: OpenPhenom weights are licensed for non-commercial use only")
     click.echo(f"converted {checkpoint} → {folder}; use it with -m local-dir:{folder}")
 
 
@@ -266,6 +287,8 @@ def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> No
 main.add_command(embed_images_cmd)
 main.add_command(plates_group)
 main.add_command(datasets_group)
+main.add_command(aggregate_cmd)
+main.add_command(normalize_cmd)
 main.add_command(index_group)
 main.add_command(retrieve_cmd)
 evaluate.add_command(evaluate_retrieval_cmd)
