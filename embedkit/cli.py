@@ -71,7 +71,9 @@ def main() -> None:
     "--num-workers",
     default=None,
     type=click.IntRange(min=0),
-    help="Featurisation processes.  [default: 0 on <= 2 cores, else cores - 1 (max 8)]",
+    help="Worker processes. On CPU each featurises and runs the model on its own chunk "
+    "(1 thread each); with a GPU they only featurise.  [default: one per core (max 8) for "
+    ">= 2,000 rows on Linux, else 0]",
 )
 @device_option
 @click.option(

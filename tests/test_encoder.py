@@ -8,8 +8,9 @@ from conftest import nci_smiles
 from rdkit import Chem
 
 from embedkit.molecules.batch import collate
-from embedkit.molecules.embedder import MoleculeEmbedder
+from embedkit.molecules.embedder import MoleculeEmbedder, freeze_embedding_norms
 from embedkit.molecules.featurize import smiles_to_graph
+from embedkit.molecules.inference import FrozenEncoder
 from embedkit.molecules.model import InfoAlignModel
 
 
@@ -71,3 +72,35 @@ def test_bf16_is_close_to_fp32(tiny_model_dir):
         / np.linalg.norm(bf16[ok], axis=1)
     )
     assert cos.min() > 0.98
+
+
+def test_frozen_encoder_is_an_exact_rewrite(tiny_model_dir):
+    """BatchNorm folding, fused ReLU and the combined bond table change rounding only (fp32)."""
+    model = InfoAlignModel.from_pretrained(tiny_model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():  # non-trivial BN affine and ε, so folding is really exercised
+        for module in model.encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_()
+        for conv in model.encoder.graph_encoder.convs:
+            conv.eps.fill_(0.1)
+    freeze_embedding_norms(model)
+    smiles = nci_smiles(64) + ["C/C=C/C", "C[C@@H](N)O", "[Na+].[Cl-]"]
+    batch = collate([g for g in (smiles_to_graph(s)[0] for s in smiles) if g is not None])
+    with torch.inference_mode():
+        reference = model.encoder(batch)
+        frozen = FrozenEncoder(model.encoder, torch.float32, "cpu")(batch)
+    torch.testing.assert_close(frozen, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_worker_processes_match_in_process(tiny_model_dir):
+    smiles = nci_smiles(2100)  # enough rows for worker processes
+    embedder = MoleculeEmbedder(
+        InfoAlignModel.from_pretrained(tiny_model_dir), device="cpu", precision="bf16"
+    )
+    serial = embedder.embed(smiles, batch_size=128, num_workers=0)
+    parallel = embedder.embed(smiles, batch_size=128, num_workers=2)
+    np.testing.assert_array_equal(serial.valid, parallel.valid)
+    np.testing.assert_allclose(serial.embeddings, parallel.embeddings, rtol=1e-2, atol=1e-2)
+    assert serial.errors == parallel.errors

@@ -10,6 +10,8 @@ from rdkit import Chem
 from embedkit.molecules.featurize import (
     ATOM_VOCAB_SIZES,
     BOND_VOCAB_SIZES,
+    has_stereo_marks,
+    mol_to_graph,
     parse_smiles,
     smiles_to_graph,
 )
@@ -48,6 +50,9 @@ def test_codes_equal_ogb_on_nci_molecules():
         "[NH4+]",  # single atom, no bonds
         "F[P-](F)(F)(F)(F)F",  # hypervalent
         "[Xe]",  # noble gas
+        "C[C@@H](F)Cl",  # chiral tag: read per atom (stereo marks present)
+        "F/C=C\\F",  # cis double bond
+        "CC=CC |w:1.0|",  # CXSMILES wiggly bond: STEREOANY without / or \\
     ],
 )
 def test_special_molecules_match_ogb(smiles):
@@ -89,3 +94,21 @@ def test_chiral_tag_is_encoded():
     ccw, _ = smiles_to_graph("F[C@@H](Cl)Br")
     assert cw.x[1, 1] != ccw.x[1, 1]
     assert Chem.MolFromSmiles("F[C@H](Cl)Br") is not None
+
+
+def test_stereo_shortcut_only_without_marks():
+    """Chiral tags / bond stereo are skipped only for SMILES that cannot carry them."""
+    assert not has_stereo_marks("CC(=O)Oc1ccccc1C(=O)O")
+    for smiles in ["F[C@H](Cl)Br", "F/C=C/F", "F\\C=C\\F", "CC=CC |w:1.0|"]:
+        assert has_stereo_marks(smiles)
+        full = mol_to_graph(Chem.MolFromSmiles(smiles), stereo=True)
+        fast, _ = smiles_to_graph(smiles)
+        np.testing.assert_array_equal(fast.x, full.x)
+        np.testing.assert_array_equal(fast.edge_attr, full.edge_attr)
+    for smiles in nci_smiles(300):
+        mol = Chem.MolFromSmiles(smiles)
+        if mol is None or has_stereo_marks(smiles):
+            continue
+        full, fast = mol_to_graph(mol, stereo=True), mol_to_graph(mol, stereo=False)
+        np.testing.assert_array_equal(fast.x, full.x)
+        np.testing.assert_array_equal(fast.edge_attr, full.edge_attr)

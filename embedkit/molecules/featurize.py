@@ -88,6 +88,52 @@ def bond_features(bond: Chem.Bond) -> list[int]:
     ]
 
 
+class _Codes(dict):
+    """Raw RDKit value → OGB code; anything not in the vocabulary maps to the misc bucket.
+
+    `dict.__getitem__` through `map` keeps the per-atom loop in C; `__missing__` only runs
+    for out-of-vocabulary values.
+    """
+
+    def __init__(self, mapping: dict, misc: int):
+        super().__init__(mapping)
+        self.misc = misc
+
+    def __missing__(self, key: object) -> int:
+        return self.misc
+
+
+_ATOMIC_NUM_CODE = _Codes({z: z - 1 for z in range(1, 119)}, 118)
+_CHIRAL_CODE = _Codes(_CHIRAL, 4)
+_DEGREE_CODE = _Codes({d: d for d in range(11)}, 11)
+_CHARGE_CODE = _Codes({c: c + 5 for c in range(-5, 6)}, 11)
+_NUM_HS_CODE = _Codes({h: h for h in range(9)}, 9)
+_RADICAL_CODE = _Codes({r: r for r in range(5)}, 5)
+_HYBRID_CODE = _Codes(_HYBRID, 5)
+_BOND_TYPE_CODE = _Codes(_BOND_TYPE, 4)
+
+_Atom, _Bond = Chem.Atom, Chem.Bond
+# Unbound getters, applied column by column with `map` (C-level loops, no per-atom frames).
+_ATOM_COLUMNS = (
+    (_ATOMIC_NUM_CODE, _Atom.GetAtomicNum),
+    (_DEGREE_CODE, _Atom.GetTotalDegree),
+    (_CHARGE_CODE, _Atom.GetFormalCharge),
+    (_NUM_HS_CODE, _Atom.GetTotalNumHs),
+    (_RADICAL_CODE, _Atom.GetNumRadicalElectrons),
+    (_HYBRID_CODE, _Atom.GetHybridization),
+)
+
+# The only SMILES syntax that can set an atom's chiral tag or a bond's stereo: `@` (tetrahedral,
+# allene, square planar, ... tags), `/` `\` (double-bond geometry) and `|` (CXSMILES extensions
+# such as wiggly bonds). Without any of them every tag is CHI_UNSPECIFIED / STEREONONE.
+_STEREO_MARKS = ("@", "/", "\\", "|")
+
+
+def has_stereo_marks(smiles: str) -> bool:
+    """Whether a SMILES can carry chiral tags or bond stereo (so they must be read per atom)."""
+    return any(mark in smiles for mark in _STEREO_MARKS)
+
+
 @dataclass(frozen=True)
 class MolGraph:
     """One molecule as integer arrays: x (atoms × 9), edge_index (2 × 2·bonds), edge_attr."""
@@ -101,20 +147,52 @@ class MolGraph:
         return int(self.x.shape[0])
 
 
-def mol_to_graph(mol: Chem.Mol) -> MolGraph:
-    """Featurise a parsed molecule; each bond appears in both directions, as in OGB."""
-    x = np.array([atom_features(a) for a in mol.GetAtoms()], dtype=np.int64).reshape(-1, 9)
-    bonds = mol.GetBonds()
-    if len(bonds) == 0:
+def mol_to_graph(mol: Chem.Mol, stereo: bool = True) -> MolGraph:
+    """Featurise a parsed molecule; each bond appears in both directions, as in OGB.
+
+    Same codes as `atom_features` / `bond_features` (and OGB's `smiles2graph`), ~2× faster:
+    RDKit's Python wrappers cost ~1–2 µs per Atom/Bond object and ~0.25 µs per getter call
+    (0.6 µs for enum getters), so each object is wrapped once, each feature is one `map`
+    over the molecule, and the arrays are built by NumPy. `stereo=False` is only for
+    molecules parsed from SMILES without stereo marks (see `has_stereo_marks`): it skips
+    the chiral-tag and bond-stereo getters, whose values are then known to be 0.
+    """
+    n_atoms, n_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
+    atoms = list(map(mol.GetAtomWithIdx, range(n_atoms)))
+    columns = [list(map(codes.__getitem__, map(get, atoms))) for codes, get in _ATOM_COLUMNS]
+    chiral = (
+        list(map(_CHIRAL_CODE.__getitem__, map(_Atom.GetChiralTag, atoms)))
+        if stereo
+        else [0] * n_atoms
+    )
+    columns.insert(1, chiral)
+    columns.append(list(map(_Atom.GetIsAromatic, atoms)))
+    columns.append(list(map(_Atom.IsInRing, atoms)))
+    x = np.ascontiguousarray(np.array(columns, dtype=np.int64).reshape(9, n_atoms).T)
+    if n_bonds == 0:
         return MolGraph(x, np.zeros((2, 0), np.int64), np.zeros((0, 3), np.int64))
-    src, dst, feats = [], [], []
-    for bond in bonds:
-        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        f = bond_features(bond)
-        src += [i, j]
-        dst += [j, i]
-        feats += [f, f]
-    return MolGraph(x, np.array([src, dst], dtype=np.int64), np.array(feats, dtype=np.int64))
+    bonds = list(map(mol.GetBondWithIdx, range(n_bonds)))
+    ends = np.array(
+        [list(map(_Bond.GetBeginAtomIdx, bonds)), list(map(_Bond.GetEndAtomIdx, bonds))],
+        dtype=np.int64,
+    )
+    edge_index = np.empty((2, 2 * n_bonds), np.int64)
+    edge_index[:, 0::2] = ends  # bond k: (i, j) at column 2k, (j, i) at 2k + 1, as OGB
+    edge_index[:, 1::2] = ends[::-1]
+    bond_stereo = (
+        list(map(_BOND_STEREO.__getitem__, map(_Bond.GetStereo, bonds)))
+        if stereo
+        else [0] * n_bonds
+    )
+    feats = np.array(
+        [
+            list(map(_BOND_TYPE_CODE.__getitem__, map(_Bond.GetBondType, bonds))),
+            bond_stereo,
+            list(map(_Bond.GetIsConjugated, bonds)),
+        ],
+        dtype=np.int64,
+    )
+    return MolGraph(x, edge_index, np.repeat(feats.T, 2, axis=0))
 
 
 def parse_smiles(smiles: object) -> tuple[Chem.Mol | None, str]:
@@ -139,4 +217,4 @@ def smiles_to_graph(smiles: object) -> tuple[MolGraph | None, str]:
     mol, error = parse_smiles(smiles)
     if mol is None:
         return None, error
-    return mol_to_graph(mol), ""
+    return mol_to_graph(mol, stereo=has_stereo_marks(smiles)), ""

@@ -1,16 +1,25 @@
-"""SMILES → graphs, in order, in chunks, optionally across worker processes.
+"""SMILES → graphs (or straight to embeddings), in order, in chunks, optionally across processes.
 
-RDKit featurisation, not the GIN, is the bottleneck on a CPU, so large inputs are split
-into chunks that worker processes featurise while the main process runs the model on the
-previous chunk. Chunks come back in input order, so row i of the output is row i of the input.
+Two ways to use worker processes, both returning chunks in input order (row i of the output
+is row i of the input):
+
+* `featurize_stream`: workers featurise, the main process runs the model (GPU inference).
+* `embed_stream`: each worker featurises *and* runs the model with one torch thread
+  (CPU inference). On 2 cores this beats one process with 2 threads: RDKit featurisation is
+  single-threaded and would leave a core idle, and a one-thread matmul wastes no time in
+  OpenMP barriers (which also makes it far less sensitive to other load on the machine).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import torch
 
 from embedkit.molecules.featurize import MolGraph, smiles_to_graph
 
@@ -35,15 +44,28 @@ def featurize_chunk(args: tuple[int, Sequence[object]]) -> Chunk:
     return Chunk(start, graphs, errors)
 
 
-def default_num_workers() -> int:
-    """Featurisation processes beside the model: none on ≤ 2 cores, else cores − 1 (≤ 8).
+def default_num_workers(data_parallel: bool = False) -> int:
+    """Worker processes for large inputs.
 
-    Measured on 2 cores (NCI 5K, benchmarks/bench_smiles.py): one worker competing with the
-    model's threads was no faster than featurising in-process (763 vs 778 mol/s fp32), so
-    workers only start paying once there are cores to spare.
+    Featurisation only (model in the main process, e.g. on a GPU): none on ≤ 2 cores, else
+    cores − 1 (≤ 8); one featurising worker competing with the model's threads on 2 cores
+    was no faster than featurising in-process (763 vs 778 mol/s fp32).
+    Data-parallel (`embed_stream`, CPU inference): one single-threaded worker per core (≤ 8),
+    none on 1 core. See docs/molecules.md section 4 for the measurements.
     """
     cores = os.cpu_count() or 1
+    if data_parallel:
+        return 0 if cores < 2 else min(cores, 8)
     return 0 if cores <= 2 else min(cores - 1, 8)
+
+
+def fork_available() -> bool:
+    """`embed_stream` hands the loaded model to workers by fork (no pickling of weights).
+
+    Linux only: forking a process whose OpenMP / oneDNN runtimes are initialised is not
+    safe on macOS, where `spawn` would have to pickle the model instead.
+    """
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
 def featurize_stream(
@@ -58,3 +80,47 @@ def featurize_stream(
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with context.Pool(num_workers) as pool:
         yield from pool.imap(featurize_chunk, tasks)
+
+
+@dataclass
+class EmbeddedChunk:
+    start: int
+    vectors: np.ndarray  # (len(rows), d) float32
+    rows: list[int]  # chunk-relative indices of the valid SMILES
+    errors: list[str]
+
+
+Forward = Callable[[list[MolGraph]], np.ndarray]
+_worker_forward: Forward | None = None
+
+
+def _init_embed_worker(forward: Forward) -> None:
+    global _worker_forward
+    _worker_forward = forward
+    torch.set_num_threads(1)
+
+
+def embed_chunk(
+    args: tuple[int, Sequence[object]], forward: Forward | None = None
+) -> EmbeddedChunk:
+    """Featurise one chunk and embed its valid molecules."""
+    forward = forward or _worker_forward
+    assert forward is not None, "embed_chunk runs in a worker started by embed_stream"
+    chunk = featurize_chunk(args)
+    rows = [i for i, g in enumerate(chunk.graphs) if g is not None]
+    graphs = [chunk.graphs[i] for i in rows]
+    vectors = forward(graphs) if graphs else np.zeros((0, 0), np.float32)
+    return EmbeddedChunk(chunk.start, vectors, rows, chunk.errors)
+
+
+def embed_stream(
+    smiles: Sequence[object], chunk_size: int, num_workers: int, forward: Forward
+) -> Iterator[EmbeddedChunk]:
+    """`embed_chunk` over `num_workers` forked processes, one torch thread each, in order.
+
+    Needs fork (the workers inherit the loaded model); callers check `fork_available()`.
+    """
+    tasks = [(i, smiles[i : i + chunk_size]) for i in range(0, len(smiles), chunk_size)]
+    context = mp.get_context("fork")
+    with context.Pool(num_workers, initializer=_init_embed_worker, initargs=(forward,)) as pool:
+        yield from pool.imap(embed_chunk, tasks)
