@@ -48,6 +48,8 @@ METRICS = "metrics.jsonl"
 class MAEConfig:
     crop_size: int = 128
     depth: int = 12
+    embed_dim: int = 384
+    num_heads: int = 6
     mask_ratio: float = 0.75
     decoder_dim: int = 192
     decoder_depth: int = 2
@@ -156,7 +158,13 @@ def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime,
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = ImageModel(
-        ViTConfig(img_size=cfg.crop_size, in_chans=len(CELL_PAINTING), depth=cfg.depth),
+        ViTConfig(
+            img_size=cfg.crop_size,
+            in_chans=len(CELL_PAINTING),
+            depth=cfg.depth,
+            embed_dim=cfg.embed_dim,
+            num_heads=cfg.num_heads,
+        ),
         CELL_PAINTING,
         CELL_PAINTING_ALIASES,
         cfg.crop_size,
@@ -231,6 +239,10 @@ def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime,
             "simulated": "trained on synthetic plates + a few real fields; a demo",
         }
         folder = model.save_pretrained(out / "model")
+        from train.image_card import render_image_card
+
+        command = "torchrun ... -m train.image_mae " + " ".join(sys.argv[1:])
+        (folder / "README.md").write_text(render_image_card(folder, out, "model", command))
         log(f"wrote {folder}")
     rt.barrier()
     if rt.world > 1:
@@ -248,6 +260,9 @@ def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime,
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--crop-size", default=128, show_default=True)
 @click.option("--depth", default=12, show_default=True, help="Encoder blocks (12 = ViT-S).")
+@click.option("--embed-dim", default=384, show_default=True, help="Token width (384 = ViT-S).")
+@click.option("--num-heads", default=6, show_default=True)
+@click.option("--checkpoint-every", default=100, show_default=True, help="Steps.")
 @click.option("--steps", default=600, show_default=True)
 @click.option("--batch-size", default=32, show_default=True, help="Global batch.")
 @click.option("--lr", default=MAEConfig.lr, show_default=True)
@@ -255,7 +270,22 @@ def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime,
 @click.option("--bf16", is_flag=True, help="bf16 autocast.")
 @click.option("--resume", is_flag=True)
 @click.option("--threads", default=None, type=int)
-def main(data, out, crop_size, depth, steps, batch_size, lr, seed, bf16, resume, threads):
+def main(
+    data,
+    out,
+    crop_size,
+    depth,
+    embed_dim,
+    num_heads,
+    checkpoint_every,
+    steps,
+    batch_size,
+    lr,
+    seed,
+    bf16,
+    resume,
+    threads,
+):
     """MAE-pretrain a Cell Painting ViT on plate folders; writes OUT/model (Hub layout)."""
     rt = setup_runtime(threads)
     cfg = MAEConfig(

@@ -38,6 +38,63 @@ SHIPPED_NOTE = """
 """
 
 
+IMAGE_NOTE = """
+## As shipped in embedkit (`{name}`)
+
+* Weights are stored as **float16** safetensors; embedkit upcasts them to fp32 on loading.
+* Licence `{license}` is embedkit's choice for these weights. The real fields they saw are
+  BSD-3-Clause (JUMP / Phenix) and the Bray et al. field (see the cloome licence).
+"""
+
+
+def ship_image(
+    run_dir: Path,
+    name: str,
+    summary: str,
+    license_: str,
+    hub_repo: str,
+    zoo_dir: Path = ZOO_DIR,
+    command: str = "",
+) -> Path:
+    """The image counterpart of `ship`: run_dir is a `train.image_mae` output folder."""
+    from embedkit.images.model import ImageModel
+    from train.image_card import render_image_card
+
+    model = ImageModel.from_pretrained(run_dir / "model")
+    target = zoo_dir / name
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(target, dtype=torch.float16)
+    card_text = render_image_card(target, run_dir, name, command)
+    (target / "README.md").write_text(card_text + IMAGE_NOTE.format(name=name, license=license_))
+    files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
+    card = {
+        "name": name,
+        "task": "images",
+        "architecture": "embedkit-vit",
+        "embedding_dim": model.embedding_dim,
+        "hub_repo": hub_repo,
+        "revision": "unpublished",
+        "files": files,
+        "license": license_,
+        "summary": summary,
+        "citation": "Masked autoencoders (He et al. 2022) as run by the microscopy seed paper; "
+        "trained by embedkit's train.image_mae recipe. A demo, not a production model.",
+        "input": {
+            "channels": model.channels,
+            "channel_aliases": model.channel_aliases,
+            "crop_size": model.crop_size,
+            "bit_depth": "8- or 16-bit (scaled by the dtype's maximum, then normalised)",
+            "normalisation": model.normalisation,
+        },
+        "provenance": {"data": model.extra.get("data", []), "simulated": True},
+        "shipped": True,
+    }
+    card_path = zoo_dir / f"{name}.card.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
 def ship(
     run_dir: Path,
     name: str,
@@ -103,6 +160,11 @@ def ship(
     help="JSON file with metrics to copy into the card.",
 )
 def main(run_dir, name, summary, license_, hub_repo, provenance, metrics) -> None:
+    """Ship RUN_DIR (an InfoAlign model folder, or a train.image_mae run) into zoo/."""
+    if (run_dir / "model" / "config.json").exists():
+        path = ship_image(run_dir, name, summary, license_, hub_repo or f"embedkit/{name}")
+        click.echo(f"wrote {path}")
+        return
     prov = json.loads(provenance.read_text()) if provenance else {}
     mets = json.loads(metrics.read_text()) if metrics else {}
     path = ship(run_dir, name, summary, license_, hub_repo or f"embedkit/{name}", prov, mets)
