@@ -202,25 +202,43 @@ def test_strong_knockdown_changes_image_statistics():
     assert np.sign(diff) == np.sign(effects[strongest])
 
 
-def test_batch_effect_strength_scales_channel_means():
-    base = dataclasses.replace(SMALL, cell_lines=("U2OS",), control_fraction=1.0, size=96)
-    means = {}
+def test_batch_effect_is_the_reported_gain_contrast_and_offset():
+    """Pixel by pixel: strength 1 = clip(255 * (gain * x0 / 255) ** gamma + offset), where x0
+    is the same site at strength 0 (noise, illumination and drift off to isolate it)."""
+    base = dataclasses.replace(
+        SMALL,
+        cell_lines=("U2OS",),
+        control_fraction=1.0,
+        size=96,
+        noise=0.0,
+        illumination=0.0,
+        well_drift=0.0,
+    )
+    images = {}
     for strength in (0.0, 1.0):
         config = dataclasses.replace(base, batch_effect=strength)
         for meta, image in generate_sites(config):
-            key = (strength, meta["Metadata_Batch"])
-            means.setdefault(key, []).append(image.reshape(6, -1).mean(1))
-    m = {k: np.mean(v, axis=0) for k, v in means.items()}
-    # each batch's channel means move by exactly the gain/offset the screen reports ...
+            key = (meta["Metadata_Batch"], meta["Metadata_Well"], meta["Metadata_Site"])
+            images[strength, key] = image.astype(np.float64)
     screen = SyntheticScreen(dataclasses.replace(base, batch_effect=1.0))
-    for batch in (1, 2):
-        gain, offset = screen.batch_effect("U2OS", batch)
-        np.testing.assert_allclose(m[1.0, batch], gain * m[0.0, batch] + offset, rtol=0.03)
-        # ... and the move is not negligible
-        assert np.abs(np.log(m[1.0, batch] / m[0.0, batch])).max() > 0.1
-    # strength 0 is the identity
-    zero_gain, zero_offset = SyntheticScreen(SynthConfig(batch_effect=0.0)).batch_effect("X", 1)
-    assert np.allclose(zero_gain, 1) and np.allclose(zero_offset, 0)
+    moved = []
+    for (strength, key), x0 in images.items():
+        if strength != 0.0:
+            continue
+        gain, offset = screen.batch_effect("U2OS", key[0])
+        gamma = screen.batch_contrast("U2OS", key[0])
+        expected = 255 * (gain[:, None, None] * x0 / 255) ** gamma[:, None, None]
+        expected = np.clip(expected + offset[:, None, None], 0, 255)
+        x1 = images[1.0, key]
+        inside = (x0 > 5) & (expected < 250)
+        assert np.median(np.abs(x1 - expected)[inside]) <= 1.0
+        assert np.percentile(np.abs(x1 - expected)[inside], 99) <= 4.0
+        moved.append(np.abs(x1 - x0)[inside].mean())
+    assert np.mean(moved) > 2.0  # the effect is not negligible
+    zero = SyntheticScreen(SynthConfig(batch_effect=0.0))
+    gain, offset = zero.batch_effect("X", 1)
+    assert np.allclose(gain, 1) and np.allclose(offset, 0)
+    assert np.allclose(zero.batch_contrast("X", 1), 1)
 
 
 def test_config_validation():

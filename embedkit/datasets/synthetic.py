@@ -25,7 +25,7 @@ cell line) have something real *in the simulation* to find:
   beside the nucleus) and a WGA membrane rim; shot + read noise; uint8 per channel, in
   RxRx channel order (w1 DNA ... w6 Golgi/membrane).
 * **Technical effects**, each with a strength knob (0 disables): per batch and channel
-  gain / offset (`batch_effect`), per plate vignetting and gradient (`illumination`), per
+  gain / offset and contrast (gamma) (`batch_effect`), per plate vignetting and gradient (`illumination`), per
   well intensity drift with dimmer edge wells (`well_drift`), noise (`noise`).
 
 The field of view is fixed: `size` sets the resolution, so a 64 px site shows the same
@@ -527,6 +527,16 @@ class SyntheticScreen:
         offset = b * 4.0 * rng.random(len(CHANNELS))
         return gain, offset
 
+    def batch_contrast(self, cell_line: str, batch: int) -> np.ndarray:
+        """Per-channel gamma of a batch (staining / exposure non-linearity); 1 when off.
+
+        Gain and offset alone vanish under per-crop instance normalisation; a contrast
+        change does not, as in real screens where stains saturate differently per batch.
+        """
+        b = self.config.batch_effect
+        rng = _rng(self.config.seed, _T_BATCH, _crc(cell_line.upper()), batch, 7)
+        return np.exp(b * 0.2 * rng.standard_normal(len(CHANNELS)))
+
     def _illumination(self, cell_line: str, batch: int, plate: int) -> np.ndarray:
         """(6, H, W) float32 vignetting x linear gradient for a plate (cached, read-only)."""
         key = (cell_line.upper(), batch, plate)
@@ -577,6 +587,10 @@ class SyntheticScreen:
         gain, offset = self.batch_effect(cell_line, batch)
         gain = gain * self._well_gain(cell_line, batch, plate, well)
         signal *= gain.astype(np.float32)[:, None, None]
+        if cfg.batch_effect > 0:
+            gamma = self.batch_contrast(cell_line, batch).astype(np.float32)[:, None, None]
+            np.clip(signal, 0, None, out=signal)
+            signal = np.float32(255) * (signal / np.float32(255)) ** gamma
         if cfg.illumination > 0:
             signal *= self._illumination(cell_line, batch, plate)
         signal += offset.astype(np.float32)[:, None, None]
