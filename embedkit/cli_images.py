@@ -159,8 +159,8 @@ def embed_images_cmd(
       embedkit embed-images plate/ -o emb/           # emb/plates/<plate>.parquet + manifest
       embedkit embed-images screen/ -o emb/ --shard 1/4 --resume
       embedkit embed-images phenix_site/ -o emb/ --channels ch5,ch4,ch3,ch2,ch1
-      embedkit embed-images jump_site/ -o emb/ --channel-map DNA=ch5,RNA=ch3,AGP=ch2 \
-          --drop-channel ER --drop-channel Mito
+      embedkit embed-images jump_site/ -o emb/ --channel-map DNA=ch5,RNA=ch3,AGP=ch2
+        --drop-channel ER --drop-channel Mito          # the JUMP site with 3 of 5 channels
     """
     import os
 
