@@ -14,9 +14,11 @@ import click
 from embedkit import __version__
 from embedkit.cli_common import (
     DEFAULT_MOLECULE_MODEL,
+    batch_size_option,
     device_option,
     friendly_errors,
     model_option,
+    num_workers_option,
     progress_option,
     show_progress,
 )
@@ -58,22 +60,11 @@ def main() -> None:
     "--id-column", default=None, help="Column copied to Metadata_ID (e.g. a compound id)."
 )
 @model_option
-@click.option(
-    "-b",
-    "--batch-size",
-    default=256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Molecules per forward pass.",
-)
-@click.option(
-    "-n",
-    "--num-workers",
-    default=None,
-    type=click.IntRange(min=0),
-    help="Worker processes. On CPU each featurises and runs the model on its own chunk "
+@batch_size_option(256, "Molecules")
+@num_workers_option(
+    "Worker processes. On CPU each featurises and runs the model on its own chunk "
     "(1 thread each); with a GPU they only featurise.  [default: one per core (max 8) for "
-    ">= 2,000 rows on Linux, else 0]",
+    ">= 2,000 rows on Linux, else 0]"
 )
 @device_option
 @click.option(

@@ -12,13 +12,35 @@ from embedkit.errors import EmbedkitError
 DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
 
 
-model_option = click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MOLECULE_MODEL,
-    show_default=True,
-    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
-)
+def model_option_for(default: str):
+    """`-m/--model` with the default model of a command's modality."""
+    return click.option(
+        "-m",
+        "--model",
+        default=default,
+        show_default=True,
+        help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
+    )
+
+
+model_option = model_option_for(DEFAULT_MOLECULE_MODEL)
+
+
+def batch_size_option(default: int, what: str):
+    return click.option(
+        "-b",
+        "--batch-size",
+        default=default,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help=f"{what} per batch.",
+    )
+
+
+def num_workers_option(help_text: str):
+    return click.option(
+        "-n", "--num-workers", default=None, type=click.IntRange(min=0), help=help_text
+    )
 
 
 def friendly_errors(func):

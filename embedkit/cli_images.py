@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli_common import device_option, friendly_errors, progress_option, show_progress
+from embedkit.cli_common import (
+    batch_size_option,
+    device_option,
+    friendly_errors,
+    model_option_for,
+    num_workers_option,
+    progress_option,
+    show_progress,
+)
 
 DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
 
@@ -41,13 +49,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     type=click.Path(path_type=Path),
     help="Output folder: plates/<plate>.parquet (+ .json sidecar) and manifest.json.",
 )
-@click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_IMAGE_MODEL,
-    show_default=True,
-    help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
-)
+@model_option_for(DEFAULT_IMAGE_MODEL)
 @click.option(
     "--layout",
     default="auto",
@@ -88,21 +90,8 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     help="Non-overlapping tiles, the centre crop, random crops, or the resized field.",
 )
 @click.option("--n-crops", default=4, show_default=True, help="Crops per site for random.")
-@click.option(
-    "-b",
-    "--batch-size",
-    default=8,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Sites per batch.",
-)
-@click.option(
-    "-n",
-    "--num-workers",
-    default=None,
-    type=click.IntRange(min=0),
-    help="Image-decoding processes.  [default: cores - 1, max 8]",
-)
+@batch_size_option(8, "Sites")
+@num_workers_option("Image-decoding processes.  [default: cores - 1, max 8]")
 @device_option
 @click.option(
     "--precision",

@@ -8,6 +8,7 @@ import click
 
 from embedkit.cli_common import (
     DEFAULT_MOLECULE_MODEL,
+    batch_size_option,
     device_option,
     friendly_errors,
     model_option,
@@ -23,6 +24,18 @@ on_nan_option = click.option(
     help="Profiles with missing features: stop and list their rows, or leave them out "
     "(counted in the summary). They are never indexed silently.",
 )
+
+
+def index_dir_option(help_text: str):
+    return click.option(
+        "-i",
+        "--index",
+        "index_dir",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help=help_text,
+    )
+
 
 index_model_option = click.option(
     "-m",
@@ -101,14 +114,7 @@ def index_build(profiles, output, model, feature_space, metric, index_type, on_n
 
 @index_group.command("add")
 @click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-i",
-    "--index",
-    "index_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index folder to append to.",
-)
+@index_dir_option("Index folder to append to.")
 @on_nan_option
 @friendly_errors
 def index_add(profiles, index_dir, on_nan) -> None:
@@ -130,14 +136,7 @@ def index_info(index_dir) -> None:
 
 @click.command("retrieve")
 @click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-i",
-    "--index",
-    "index_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index folder from `embedkit index build`.",
-)
+@index_dir_option("Index folder from `embedkit index build`.")
 @click.option("-k", default=10, show_default=True, help="Hits per query.")
 @click.option(
     "-o",
@@ -169,7 +168,7 @@ def index_info(index_dir) -> None:
     help="Invalid SMILES: keep one row without hits (nan), stop before writing (raise), or "
     "drop it. They are never candidates with --reverse.",
 )
-@click.option("-b", "--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@batch_size_option(256, "Molecules")
 @progress_option
 @friendly_errors
 def retrieve_cmd(
@@ -212,14 +211,7 @@ def retrieve_cmd(
 
 @click.command("retrieval")
 @click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-i",
-    "--index",
-    "index_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index of the candidate profiles.",
-)
+@index_dir_option("Index of the candidate profiles.")
 @click.option(
     "--key",
     required=True,

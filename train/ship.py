@@ -47,6 +47,19 @@ IMAGE_NOTE = """
 """
 
 
+def _write_entry(model, target: Path, readme: str, card: dict, zoo_dir: Path) -> Path:
+    """fp16 weights + config + README into zoo/<name>/, and the card with their sha256."""
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(target, dtype=torch.float16)
+    (target / "README.md").write_text(readme)
+    files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
+    card = {**card, "revision": "unpublished", "files": files, "shipped": True}
+    card_path = zoo_dir / f"{card['name']}.card.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
 def ship_image(
     run_dir: Path,
     name: str,
@@ -62,20 +75,13 @@ def ship_image(
 
     model = ImageModel.from_pretrained(run_dir / "model")
     target = zoo_dir / name
-    if target.exists():
-        shutil.rmtree(target)
-    model.save_pretrained(target, dtype=torch.float16)
-    card_text = render_image_card(target, run_dir, name, command)
-    (target / "README.md").write_text(card_text + IMAGE_NOTE.format(name=name, license=license_))
-    files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
+    card_text = render_image_card(run_dir / "model", run_dir, name, command)
     card = {
         "name": name,
         "task": "images",
         "architecture": "embedkit-vit",
         "embedding_dim": model.embedding_dim,
         "hub_repo": hub_repo,
-        "revision": "unpublished",
-        "files": files,
         "license": license_,
         "summary": summary,
         "citation": "Masked autoencoders (He et al. 2022) as run by the microscopy seed paper; "
@@ -88,11 +94,9 @@ def ship_image(
             "normalisation": model.normalisation,
         },
         "provenance": {"data": model.extra.get("data", []), "simulated": True},
-        "shipped": True,
     }
-    card_path = zoo_dir / f"{name}.card.json"
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card_path
+    readme = card_text + IMAGE_NOTE.format(name=name, license=license_)
+    return _write_entry(model, target, readme, card, zoo_dir)
 
 
 def ship(
@@ -106,21 +110,13 @@ def ship(
     zoo_dir: Path = ZOO_DIR,
 ) -> Path:
     model = InfoAlignModel.from_pretrained(run_dir)
-    target = zoo_dir / name
-    if target.exists():
-        shutil.rmtree(target)
-    model.save_pretrained(target, dtype=torch.float16)
     readme = (run_dir / "README.md").read_text() if (run_dir / "README.md").exists() else ""
-    (target / "README.md").write_text(readme + SHIPPED_NOTE.format(name=name, license=license_))
-    files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
     card = {
         "name": name,
         "task": "molecules",
         "architecture": "infoalign-gin",
         "embedding_dim": model.embedding_dim,
         "hub_repo": hub_repo,
-        "revision": "unpublished",
-        "files": files,
         "license": license_,
         "summary": summary,
         "citation": (
@@ -134,11 +130,9 @@ def ship(
         },
         "provenance": provenance,
         "metrics": metrics,
-        "shipped": True,
     }
-    card_path = zoo_dir / f"{name}.card.json"
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card_path
+    readme += SHIPPED_NOTE.format(name=name, license=license_)
+    return _write_entry(model, zoo_dir / name, readme, card, zoo_dir)
 
 
 @click.command()

@@ -25,8 +25,9 @@ cell line) have something real *in the simulation* to find:
   beside the nucleus) and a WGA membrane rim; shot + read noise; uint8 per channel, in
   RxRx channel order (w1 DNA ... w6 Golgi/membrane).
 * **Technical effects**, each with a strength knob (0 disables): per batch and channel
-  gain / offset and contrast (gamma) (`batch_effect`), per plate vignetting and gradient (`illumination`), per
-  well intensity drift with dimmer edge wells (`well_drift`), noise (`noise`).
+  gain / offset and contrast, a gamma that survives instance normalisation
+  (`batch_effect`), per plate vignetting and gradient (`illumination`), per well
+  intensity drift with dimmer edge wells (`well_drift`), noise (`noise`).
 
 The field of view is fixed: `size` sets the resolution, so a 64 px site shows the same
 cells as a 256 px one, smaller. Output is deterministic for a seed; every site's pixels
