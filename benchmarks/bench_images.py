@@ -39,7 +39,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from embedkit.api import load
 from embedkit.cli_images import DEFAULT_IMAGE_MODEL
 from embedkit.images.discovery import discover
-from embedkit.images.embed_plates import EmbedImagesOptions, embed_images
+from embedkit.images.embed_plates import (
+    EmbedImagesOptions,
+    default_decode_workers,
+    embed_images,
+)
 from embedkit.images.preprocess import instance_normalise
 from embedkit.images.reading import read_site
 from embedkit.io import atomic_path
@@ -53,7 +57,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sites", type=int, default=1000, help="plate size for throughput")
     p.add_argument("--rss-sizes", default="1000,10000")
     p.add_argument("--precisions", default="fp32,bf16")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rss-precision", default="bf16", help="precision of the memory runs")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: embed-images' default for this machine)",
+    )
     p.add_argument("--batch", type=int, default=16, help="sites per batch")
     p.add_argument("--out", type=Path, default=RESULTS / "bench_images.json")
     return p.parse_args(argv)
@@ -119,7 +129,7 @@ def flops_per_crop(embedder, crop: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def peak_rss_of_cli(root: Path, model: str, workers: int, batch: int) -> float:
+def peak_rss_of_cli(root: Path, model: str, workers: int, batch: int, precision: str) -> float:
     """Peak RSS (MB) of a fresh `embedkit embed-images` process, children included."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [
@@ -154,6 +164,8 @@ def peak_rss_of_cli(root: Path, model: str, workers: int, batch: int) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.workers is None:
+        args.workers = default_decode_workers()
     probe = load(args.model)
     size = probe.model.crop_size
     pool = field_pool(size)
@@ -163,6 +175,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "torch": torch.__version__,
         },
+        "decode_workers": args.workers,
         "model": probe.run_info,
         "crop_size": size,
         "throughput": [],
@@ -210,7 +223,7 @@ def main(argv=None) -> int:
     for n in (int(s) for s in args.rss_sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             root = write_plate(Path(tmp) / "plate", n, pool)
-            rss = peak_rss_of_cli(root, args.model, args.workers, args.batch)
+            rss = peak_rss_of_cli(root, args.model, args.workers, args.batch, args.rss_precision)
         report["memory"].append({"sites": n, "peak_rss_mb": round(rss, 1)})
         print(f"peak RSS, {n:>6,} sites: {rss:7.0f} MB")
     first, last = report["memory"][0], report["memory"][-1]
