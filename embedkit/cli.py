@@ -19,6 +19,7 @@ from embedkit.cli_common import (
     friendly_errors,
     model_option,
     num_workers_option,
+    precision_option,
     progress_option,
     show_progress,
 )
@@ -67,13 +68,9 @@ def main() -> None:
     ">= 2,000 rows on Linux, else 0]"
 )
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="bf16 weights and activations: ~2x faster on CPUs with AVX-512 BF16 and on GPUs "
-    "(cosine to fp32 >= 0.9998 on NCI molecules); fp32 is exact.",
+@precision_option(
+    "bf16 weights and activations: ~2x faster on CPUs with AVX-512 BF16 and on GPUs "
+    "(cosine to fp32 >= 0.9998 on NCI molecules); fp32 is exact."
 )
 @click.option(
     "--on-error",

@@ -37,6 +37,16 @@ def batch_size_option(default: int, what: str):
     )
 
 
+def precision_option(help_text: str):
+    return click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16"]),
+        default="fp32",
+        show_default=True,
+        help=help_text,
+    )
+
+
 def num_workers_option(help_text: str):
     return click.option(
         "-n", "--num-workers", default=None, type=click.IntRange(min=0), help=help_text

@@ -12,6 +12,7 @@ from embedkit.cli_common import (
     friendly_errors,
     model_option_for,
     num_workers_option,
+    precision_option,
     progress_option,
     show_progress,
 )
@@ -97,13 +98,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     "max 8]"
 )
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="bf16 autocast (GPUs, CPUs with AVX-512 BF16).",
-)
+@precision_option("bf16 autocast (GPUs, CPUs with AVX-512 BF16).")
 @click.option("--shard", default=None, help="I/N: embed every N-th plate starting at I.")
 @click.option(
     "--resume",
