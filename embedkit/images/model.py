@@ -145,8 +145,8 @@ class ImageModel(nn.Module):
 def read_cell_line_table(path: str | Path) -> dict[str, list[float]]:
     """A table of cell-line embeddings: one row per line, a name column, numeric columns.
 
-    Accepts the layout of ../shared/data/cell_lines/scvi_cell_line_embeddings_*.parquet
-    (index or first text column = cell line) as well as CSV.
+    Accepts the layout of the seed paper's scVI cell-line embeddings (a `cell_line` text
+    column, then one column per dimension; or the names as the index), as Parquet or CSV.
     """
     from embedkit.io import coerce_numeric_text, read_table
 
