@@ -57,6 +57,19 @@ def pick_smiles_column(table: pd.DataFrame, requested: str | None, source: str) 
     return columns[0]
 
 
+def read_smiles_table(
+    path: str | Path, smiles_column: str | None, id_column: str | None
+) -> tuple[pd.DataFrame, str]:
+    """A non-empty table, its SMILES column, and a checked id column (embed, retrieve)."""
+    table = read_table(Path(path))
+    if len(table) == 0:
+        raise InputError(f"{path}: the table has a header but no rows")
+    column = pick_smiles_column(table, smiles_column, str(path))
+    if id_column is not None and id_column not in table.columns:
+        raise InputError(f"{path}: no id column {id_column!r}")
+    return table, column
+
+
 def metadata_frame(table: pd.DataFrame, smiles_column: str, id_column: str | None) -> pd.DataFrame:
     """Carry every input column, renamed into the pycytominer `Metadata_` namespace."""
     meta = pd.DataFrame(index=table.index)
@@ -88,12 +101,7 @@ def embed_smiles_file(
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    table = read_table(input_path)
-    if len(table) == 0:
-        raise InputError(f"{input_path}: the table has a header but no rows")
-    column = pick_smiles_column(table, smiles_column, str(input_path))
-    if id_column is not None and id_column not in table.columns:
-        raise InputError(f"{input_path}: no id column {id_column!r}")
+    table, column = read_smiles_table(input_path, smiles_column, id_column)
     smiles = table[column].tolist()
     result = embedder.embed(
         smiles, batch_size=batch_size, num_workers=num_workers, progress=progress

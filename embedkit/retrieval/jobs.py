@@ -17,7 +17,7 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import InputError
 from embedkit.io import atomic_path, coerce_numeric_text, read_table, write_table
-from embedkit.molecules.embed_table import ON_ERROR_CHOICES, pick_smiles_column
+from embedkit.molecules.embed_table import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
 from embedkit.retrieval.metrics import (
@@ -136,18 +136,6 @@ class RetrieveSummary:
         )
 
 
-def read_queries(
-    path: str | Path, smiles_column: str | None, id_column: str | None
-) -> tuple[pd.DataFrame, str]:
-    table = read_table(Path(path))
-    if len(table) == 0:
-        raise InputError(f"{path}: the table has a header but no rows")
-    column = pick_smiles_column(table, smiles_column, str(path))
-    if id_column is not None and id_column not in table.columns:
-        raise InputError(f"{path}: no id column {id_column!r}")
-    return table, column
-
-
 def retrieve_file(
     queries_path: str | Path,
     index_dir: str | Path,
@@ -166,7 +154,7 @@ def retrieve_file(
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
     index = ProfileIndex.load(index_dir)
-    table, column = read_queries(queries_path, smiles_column, id_column)
+    table, column = read_smiles_table(queries_path, smiles_column, id_column)
     smiles = table[column].tolist()
     ids = table[id_column].astype(str).tolist() if id_column else None
     result = retrieve(smiles, index, embedder, k, reverse, ids, batch_size, progress)
@@ -247,7 +235,7 @@ def evaluate_retrieval_file(
 ) -> Evaluation:
     """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram PNG)."""
     index = ProfileIndex.load(index_dir)
-    table, column = read_queries(queries_path, smiles_column, None)
+    table, column = read_smiles_table(queries_path, smiles_column, None)
     query_key = query_key or (key if key in table.columns else key.removeprefix("Metadata_"))
     if query_key not in table.columns:
         raise InputError(
