@@ -7,8 +7,8 @@ import contextlib
 import numpy as np
 import torch
 
+from embedkit.device import resolve_device
 from embedkit.images.model import ImageModel
-from embedkit.molecules.embedder import resolve_device
 
 PRECISIONS = ("fp32", "bf16")
 

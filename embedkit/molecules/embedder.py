@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from embedkit.device import resolve_device
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
 from embedkit.molecules.gin import FeatureEmbedding
@@ -33,14 +34,6 @@ class EmbedResult:
     embeddings: np.ndarray  # (n, d) float32, NaN rows where invalid
     valid: np.ndarray  # (n,) bool
     errors: list[str]  # "" where valid
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA device is available")
-    return torch.device(device)
 
 
 def freeze_embedding_norms(module: nn.Module) -> None:
