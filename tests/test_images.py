@@ -363,3 +363,53 @@ def test_real_fields_phenix_bray_and_the_incomplete_jump_site(
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "jump" / "manifest.json").read_text())
     assert "dropped: ER, Mito" in manifest["channels"]
+
+
+def test_one_embedder_serves_plates_with_different_channel_plans(tmp_path, tiny_image_model):
+    """Dropping a channel for one plate must not change the loaded model for the next."""
+    from embedkit.images.discovery import discover
+    from embedkit.images.embed_plates import EmbedImagesOptions, embed_images
+
+    root = tmp_path / "exp"
+    write_rxrx_plate(root, "Plate1", ["B02"], sites=1)
+    embedder = load(f"local-dir:{tiny_image_model}")
+    index = discover([root])
+    full = EmbedImagesOptions(channel_map={"AGP": "w3", "RNA": "w4"})
+    embed_images(index, embedder, tmp_path / "a", full)
+    embed_images(
+        index,
+        embedder,
+        tmp_path / "b",
+        EmbedImagesOptions(channel_map=full.channel_map, drop_channels=("ER",)),
+    )
+    embed_images(index, embedder, tmp_path / "c", full)
+    a, c = (pd.read_parquet(tmp_path / x / "plates" / "Plate1.parquet") for x in ("a", "c"))
+    pd.testing.assert_frame_equal(a, c)
+    assert embedder.model.encoder.vit.patch_embed.proj.weight.shape[1] == 5
+
+
+def test_plates_of_several_folders_stay_apart_and_resume_checks_settings(
+    tmp_path, tiny_image_model
+):
+    for experiment in ("HUVEC-01", "HUVEC-02"):
+        write_rxrx_plate(tmp_path / experiment, "Plate1", ["B02"], sites=1)
+    out, model = tmp_path / "emb", f"local-dir:{tiny_image_model}"
+    args = [
+        "embed-images",
+        tmp_path / "HUVEC-01",
+        tmp_path / "HUVEC-02",
+        "-o",
+        out,
+        "-m",
+        model,
+        "-n",
+        0,
+    ]
+    assert "2 plates embedded" in run_cli(*args).output
+    assert sorted(p.name for p in (out / "plates").glob("*.parquet")) == [
+        "HUVEC-01_Plate1.parquet",
+        "HUVEC-02_Plate1.parquet",
+    ]
+    assert "2 already complete" in run_cli(*args, "--resume").output
+    # other settings: the old plates do not count as done
+    assert "2 plates embedded" in run_cli(*args, "--resume", "--level", "crop").output

@@ -291,6 +291,9 @@ def main(
     cfg = MAEConfig(
         crop_size=crop_size,
         depth=depth,
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        checkpoint_every=checkpoint_every,
         steps=steps,
         batch_size=batch_size,
         lr=lr,

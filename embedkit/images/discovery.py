@@ -141,9 +141,20 @@ def discover(
     problems: list[Problem] = []
     for root, files in images.items():
         found, bad = _parse(layout, root, files, pattern)
+        if len(roots) > 1:  # HUVEC-01/Plate1 and HUVEC-02/Plate1 must stay two plates
+            found = [(_qualify(plate, root), *rest) for plate, *rest in found]
         records += found
         problems += bad
     return _build_index(records, problems, layout)
+
+
+def _qualify(plate: str, root: Path) -> str:
+    """Prefix a plate with its input folder's name (unless it already is that name)."""
+    return (
+        plate
+        if plate == root.name or plate.startswith(f"{root.name}/")
+        else (f"{root.name}/{plate}")
+    )
 
 
 # -- paths and files --------------------------------------------------------------------

@@ -12,6 +12,7 @@ file, missing channel, mixed bit depth, mismatched sizes) keeps its row, with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -232,8 +233,9 @@ def plate_files(out_dir: Path, plate: str) -> tuple[Path, Path]:
     return base.with_suffix(".parquet"), base.with_suffix(".json")
 
 
-def plate_is_complete(out_dir: Path, plate: str) -> bool:
-    """The sidecar exists and the parquet file still has the sha256 it recorded."""
+def plate_is_complete(out_dir: Path, plate: str, run_info: dict) -> bool:
+    """The sidecar exists, was written by the same run settings (model, channels, level,
+    crops, precision), and the parquet file still has the sha256 it recorded."""
     data, sidecar = plate_files(out_dir, plate)
     if not (data.exists() and sidecar.exists()):
         return False
@@ -241,7 +243,14 @@ def plate_is_complete(out_dir: Path, plate: str) -> bool:
         record = json.loads(sidecar.read_text())
     except json.JSONDecodeError:
         return False
+    if record.get("run") != run_hash(run_info):
+        return False
     return record.get("sha256") == sha256_of(data)
+
+
+def run_hash(run_info: dict) -> str:
+    """What produced a plate's output; `--resume` only keeps plates with the same hash."""
+    return hashlib.sha256(json.dumps(run_info, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, stats: dict):
@@ -253,6 +262,7 @@ def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, 
         "plate": plate,
         "file": data.name,
         "rows": len(table),
+        "run": run_hash(run_info),
         "sha256": sha256_of(data),
         **stats,
     }
@@ -263,8 +273,12 @@ def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, 
 def write_manifest(out_dir: Path, run_info: dict) -> Path:
     """Rebuilt from the plate sidecars, so concurrent shards never disagree for long."""
     records = []
-    for sidecar in sorted((out_dir / "plates").glob("*.json")):
-        records.append(json.loads(sidecar.read_text()))
+    for sidecar in sorted((out_dir / "plates").glob("[!.]*.json")):  # not others' temp files
+        try:
+            records.append(json.loads(sidecar.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # another shard is replacing it right now; its own run lists it
+
     manifest = {**run_info, "plates": records, "complete_plates": len(records)}
     path = out_dir / MANIFEST
     with atomic_path(path) as tmp:
@@ -277,6 +291,7 @@ class EmbedImagesSummary:
     plates: list[PlateResult]
     seconds: float
     out_dir: Path
+    problems: int = 0  # files discovery could not place (see `embedkit plates inspect`)
 
     def line(self) -> str:
         done = [p for p in self.plates if not p.skipped]
@@ -294,6 +309,11 @@ class EmbedImagesSummary:
             + f"; {sites} sites, {sites - invalid} embedded, {invalid} skipped"
             + (f" ({why})" if why else "")
             + f"; {self.seconds:.1f} s, {rate:.1f} sites/s → {self.out_dir}"
+            + (
+                f"; {self.problems} files not understood (see `embedkit plates inspect`)"
+                if self.problems
+                else ""
+            )
         )
 
 
@@ -317,10 +337,17 @@ def embed_images(
         options.channel_map,
         options.drop_channels,
     )
-    model.encoder.keep_channels(plan.kept)
+    embedder = embedder.for_channels(plan.kept)
+    model = embedder.model
     cell_line = model.cell_line_vector(options.cell_line, options.cell_line_table)
     sites = index.sites()
     plates = sorted(sites["plate"].unique(), key=str)
+    clashes = [p for p in plates if [safe_name(q) for q in plates].count(safe_name(p)) > 1]
+    if clashes:
+        raise InputError(
+            f"plates {', '.join(map(str, clashes[:4]))} would be written to the same file "
+            f"({safe_name(clashes[0])}.parquet); rename them or embed them separately"
+        )
     mine = [p for j, p in enumerate(plates) if j % options.shard[1] == options.shard[0]]
     run_info = {
         "embedkit_version": __version__,
@@ -334,7 +361,7 @@ def embed_images(
         "precision": embedder.precision,
     }
     results = []
-    todo = [p for p in mine if not (options.resume and plate_is_complete(out_dir, p))]
+    todo = [p for p in mine if not (options.resume and plate_is_complete(out_dir, p, run_info))]
     bar = tqdm(
         total=int(sites["plate"].isin(todo).sum()),
         unit="site",
@@ -364,7 +391,7 @@ def embed_images(
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(out_dir, {**run_info, "shard": f"{options.shard[0] + 1}/{options.shard[1]}"})
-    return EmbedImagesSummary(results, time.perf_counter() - start, out_dir)
+    return EmbedImagesSummary(results, time.perf_counter() - start, out_dir, len(index.problems))
 
 
 def _reason(error: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import numpy as np
 import torch
@@ -29,6 +30,19 @@ class ImageEmbedder:
         self.precision = precision
         self.model = model.eval().to(self.device)
         self.run_info = dict(run_info or {})
+
+    def for_channels(self, kept: list[int]) -> ImageEmbedder:
+        """An embedder whose encoder reads only the `kept` input channels.
+
+        A copy: the loaded model is never changed, so one embedder serves any number of
+        plates with different channel plans.
+        """
+        if kept == list(range(self.model.encoder.config.in_chans)):
+            return self
+        model = copy.deepcopy(self.model)
+        model.encoder.keep_channels(kept)
+        model.channels = [model.channels[i] for i in kept]
+        return ImageEmbedder(model, self.run_info, str(self.device), self.precision)
 
     @property
     def embedding_dim(self) -> int:
