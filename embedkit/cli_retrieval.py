@@ -46,15 +46,13 @@ index_model_option = click.option(
 
 
 def load_for_index(index_dir: Path, model: str | None, device: str):
-    """The model (with decoders) an index was built with; a different one is refused."""
+    """The model (with decoders) an index was built with. Only the manifest is read here;
+    the job loads and verifies the index once and refuses a different model."""
     from embedkit.api import load
-    from embedkit.retrieval.index import ProfileIndex
-    from embedkit.retrieval.jobs import index_model_spec
+    from embedkit.retrieval.index import model_spec, read_manifest
 
-    index = ProfileIndex.load(index_dir)
-    embedder = load(model or index_model_spec(index), device=device, with_decoders=True)
-    index.check_model(embedder.run_info)
-    return embedder
+    spec = model or model_spec(read_manifest(index_dir)["model"])
+    return load(spec, device=device, with_decoders=True)
 
 
 @click.group("index")

@@ -89,6 +89,12 @@ def embeddings_frame(metadata: pd.DataFrame, embeddings: np.ndarray) -> pd.DataF
     return pd.concat([metadata, features], axis=1)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
@@ -100,6 +106,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes files owner-only
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -127,9 +134,12 @@ def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = N
             _write_npz(table, tmp, info)
         else:
             _write_h5ad(table, tmp, run_info or {})
+    sidecar = path.with_name(path.name + ".json")
     if suffix in (".csv", ".tsv") and run_info:
-        with atomic_path(path.with_name(path.name + ".json")) as tmp:
+        with atomic_path(sidecar) as tmp:
             tmp.write_text(info + "\n")
+    elif suffix in (".csv", ".tsv") and sidecar.exists():
+        sidecar.unlink()  # an older run's provenance must not describe this file
     return path
 
 

@@ -307,3 +307,13 @@ def test_real_data_graph_is_sane():
     assert s["spaces"]["l1000"]["dim"] >= 978 and s["spaces"]["morgan"]["dim"] == 1024
     n = graph.num_molecules
     assert s["edges"]["sim:morgan"] <= 0.005 * n * (n - 1) / 2
+
+
+def test_molecule_keys_fall_back_to_smiles_row_by_row():
+    """A blank InChIKey must not let a held-out molecule leak back into training."""
+    from train.sources import molecule_keys
+
+    table = pd.DataFrame({"Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['A'])}", ""],
+                          "Metadata_SMILES": [SMILES["A"], SMILES["B"]]})
+    assert molecule_keys(table) == {inchikey(SMILES[k])[:14] for k in "AB"}
+    assert molecule_keys(pd.DataFrame({"smiles": ["[*]CC", "not a smiles"]})) == set()

@@ -385,3 +385,34 @@ def test_real_cmea_profiles_index_with_the_shipped_model(real_data, tmp_path):
         "Metadata_InChIKey",
     )
     assert ev.metrics.queries == 100 and 1 <= ev.metrics.mean_rank <= 100
+
+
+def test_outputs_and_index_folders_are_readable_by_others(tmp_path, embedder):
+    """mkstemp/mkdtemp make owner-only files; outputs follow the umask instead."""
+    import os
+    import stat
+
+    from embedkit.io import write_table
+
+    old = os.umask(0o022)
+    try:
+        write_table(profiles(3), tmp_path / "t.parquet")
+        build_index(profiles(5), embedder.model.extra["feature_spaces"], embedder.run_info, "t")[
+            0
+        ].save(tmp_path / "idx")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "t.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "idx").stat().st_mode) == 0o755
+
+
+def test_the_space_sharing_most_columns_wins_even_after_a_tie():
+    from embedkit.retrieval.spaces import match_feature_space
+
+    spaces = {
+        name: {"columns": cols, "min": [0] * len(cols), "max": [1] * len(cols), "kind": "profile"}
+        for name, cols in (("a", ["x", "y"]), ("b", ["x", "y"]), ("c", ["x", "y", "z"]))
+    }
+    assert match_feature_space(["x", "y", "z"], spaces).name == "c"
+    with pytest.raises(InputError, match="equally"):
+        match_feature_space(["x", "y"], spaces)

@@ -59,6 +59,14 @@ def _key14(inchikey: object) -> str | None:
     return key[:14] if len(key) >= 14 else None
 
 
+def smiles_key14(smiles: object) -> str | None:
+    """InChIKey-14 of a SMILES string; None when RDKit cannot parse it or make a key."""
+    if not isinstance(smiles, str) or not smiles:
+        return None
+    mol, _ = parse_smiles(smiles)
+    return _key14(Chem.MolToInchiKey(mol)) if mol is not None else None
+
+
 def _pert_id(broad_id: object) -> str | None:
     return broad_id[:13] if isinstance(broad_id, str) and broad_id.startswith("BRD-") else None
 
@@ -90,9 +98,8 @@ class MoleculeIndex:
         key = _key14(inchikey)
         if key is None and pert_id in self.by_pert:
             key = self.by_pert[pert_id][0]
-        if key is None and isinstance(smiles, str) and smiles:
-            mol, _ = parse_smiles(smiles)
-            key = _key14(Chem.MolToInchiKey(mol)) if mol is not None else None
+        if key is None:
+            key = smiles_key14(smiles)
         if key is None:
             return None
         if key not in self.molecules:  # SMILES preference: LINCS, Repurposing Hub, the file
@@ -252,16 +259,13 @@ def excluded_keys(files: dict) -> set[str]:
 def molecule_keys(table: pd.DataFrame) -> set[str]:
     """InChIKey-14s of a table's molecules: from an InChIKey column, else from SMILES."""
     by_name = {c.lower().removeprefix("metadata_"): c for c in table.columns}
-    if "inchikey" in by_name:
-        return {k for k in map(_key14, table[by_name["inchikey"]]) if k}
-    if "smiles" not in by_name:
+    if "inchikey" not in by_name and "smiles" not in by_name:
         raise ValueError(f"no InChIKey or SMILES column among {list(table.columns)[:10]}")
-    keys = set()
-    for smi in table[by_name["smiles"]]:
-        mol, _ = parse_smiles(smi)
-        if mol is not None:
-            keys.add(_key14(Chem.MolToInchiKey(mol)))
-    return keys
+    n = len(table)
+    inchikeys = table[by_name["inchikey"]] if "inchikey" in by_name else [None] * n
+    smiles = table[by_name["smiles"]] if "smiles" in by_name else [None] * n
+    keys = {_key14(k) or smiles_key14(s) for k, s in zip(inchikeys, smiles, strict=True)}
+    return keys - {None}  # a row with neither usable key nor structure cannot be matched
 
 
 def read_gene_pairs(files: dict) -> pd.DataFrame:

@@ -116,7 +116,6 @@ def write_report(report: dict, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-        tmp.chmod(0o644)  # mkstemp makes it owner-only
     return path
 
 

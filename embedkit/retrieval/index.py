@@ -29,6 +29,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import ChecksumError, IndexMismatchError, InputError
+from embedkit.io import current_umask
 from embedkit.retrieval.scoring import candidate_vectors, check_metric
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
@@ -185,6 +186,7 @@ class ProfileIndex:
             raise InputError(f"{folder} exists and is not an embedkit index; choose another -o")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes folders owner-only
         try:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.metadata.to_parquet(tmp / METADATA_FILE, index=False)
@@ -212,16 +214,7 @@ class ProfileIndex:
     def load(cls, folder: str | Path) -> ProfileIndex:
         """Read and verify an index folder (format, both checksums, row counts)."""
         folder = Path(folder)
-        path = folder / MANIFEST_FILE
-        if not path.is_file():
-            raise InputError(f"{folder} is not an embedkit index (no {MANIFEST_FILE})")
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != FORMAT:
-            raise IndexMismatchError(
-                f"{folder}: index format {manifest.get('format')!r} (written by embedkit "
-                f"{manifest.get('embedkit_version', '?')}) is not {FORMAT!r} that embedkit "
-                f"{__version__} reads; rebuild it with `embedkit index build`"
-            )
+        manifest = read_manifest(folder)
         for name, expected in manifest["files"].items():
             file = folder / name
             if not file.is_file():
@@ -241,6 +234,29 @@ class ProfileIndex:
                 f"manifest count of {manifest['count']} disagree; rebuild the index"
             )
         return cls(index, metadata, manifest)
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest alone (cheap: no checksums), after checking the index format."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        raise InputError(f"{folder} is not an embedkit index (no {MANIFEST_FILE})")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise IndexMismatchError(
+            f"{folder}: index format {manifest.get('format')!r} (written by embedkit "
+            f"{manifest.get('embedkit_version', '?')}) is not {FORMAT!r} that embedkit "
+            f"{__version__} reads; rebuild it with `embedkit index build`"
+        )
+    return manifest
+
+
+def model_spec(model: dict) -> str:
+    """The `-m` value that loads the model an index was built with."""
+    model_id, revision = model["model_id"], model.get("revision")
+    if model_id.startswith(("local-dir:", "hf-hub:")) or not revision:
+        return model_id
+    return f"{model_id}@{revision}"
 
 
 def describe_model(info: dict) -> str:

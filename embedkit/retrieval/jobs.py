@@ -29,14 +29,6 @@ from embedkit.retrieval.metrics import (
 from embedkit.retrieval.search import decode_molecules, retrieve, score_matrix
 
 
-def index_model_spec(index: ProfileIndex) -> str:
-    """The `-m` value that loads the model an index was built with."""
-    model_id, revision = index.model["model_id"], index.model.get("revision")
-    if model_id.startswith(("local-dir:", "hf-hub:")) or not revision:
-        return model_id
-    return f"{model_id}@{revision}"
-
-
 def read_profiles(path: str | Path) -> pd.DataFrame:
     table = read_table(Path(path))
     if len(table) == 0:

@@ -109,17 +109,15 @@ def plot_rank_histogram(
     ranks: dict[str, np.ndarray], candidates: int, path: str | Path, title: str = ""
 ) -> Path:
     """Histogram of the true candidate's rank per method (the paper's Table 4, right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     from embedkit.io import atomic_path
 
     path = Path(path)
     width = int(np.ceil(candidates / 20))  # whole ranks per bin, so chance is flat
     bins = np.arange(0.5, candidates + width + 0.5, width)
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    fig = Figure(figsize=(6.5, 3.5))
+    ax = fig.subplots()
     for name, values in ranks.items():
         ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=name)
     queries = sum(len(v) for v in ranks.values()) / len(ranks)
@@ -131,5 +129,4 @@ def plot_rank_histogram(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
     return path

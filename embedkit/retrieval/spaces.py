@@ -91,17 +91,16 @@ def match_feature_space(
     if not columns:
         raise InputError("the profile table has no numeric feature columns (non-Metadata_)")
     wanted = {c.lower(): c for c in columns}
-    best: tuple[int, str] | None = None
     candidates = [name] if name is not None else sorted(spaces)
-    for space in candidates:
-        shared = sum(c.lower() in wanted for c in spaces[space]["columns"])
-        if shared and (best is None or shared > best[0]):
-            best = (shared, space)
-        elif shared and shared == best[0] and name is None:
-            raise InputError(
-                f"the table's columns fit feature spaces {best[1]!r} and {space!r} equally; "
-                "choose one with --feature-space"
-            )
+    counts = {sp: sum(c.lower() in wanted for c in spaces[sp]["columns"]) for sp in candidates}
+    top = max(counts.values(), default=0)
+    winners = [sp for sp, n in counts.items() if n == top and n > 0]
+    if len(winners) > 1:
+        raise InputError(
+            f"the table's columns fit feature spaces {', '.join(map(repr, winners))} equally; "
+            "choose one with --feature-space"
+        )
+    best = (top, winners[0]) if winners else None
     if best is None:
         raise InputError(
             f"none of the table's {len(columns)} feature columns (e.g. "
