@@ -37,7 +37,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from embedkit.api import load
-from embedkit.cli_images import DEFAULT_IMAGE_MODEL
+from embedkit.cli.options import DEFAULT_IMAGE_MODEL
 from embedkit.images.discovery import discover
 from embedkit.images.embed_plates import (
     EmbedImagesOptions,

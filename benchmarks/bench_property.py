@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from embedkit.cli import DEFAULT_MOLECULE_MODEL
+from embedkit.cli.options import DEFAULT_MOLECULE_MODEL
 from embedkit.data_dir import DATA_DIR_ENV
 from embedkit.evaluation import BENCHMARKS
 from embedkit.evaluation.report import FULL, QUICK, run_property_report, write_report

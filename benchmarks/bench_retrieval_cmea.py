@@ -237,7 +237,7 @@ def evaluate_fold(
 def in_sample_reference(table: pd.DataFrame) -> dict:
     """The shipped model on all 100 compounds, whose profiles it *was* trained on."""
     from embedkit.api import load
-    from embedkit.cli import DEFAULT_MOLECULE_MODEL
+    from embedkit.cli.options import DEFAULT_MOLECULE_MODEL
     from embedkit.retrieval.metrics import retrieval_metrics
 
     shipped = load(DEFAULT_MOLECULE_MODEL, with_decoders=True)

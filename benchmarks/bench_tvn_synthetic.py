@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from embedkit.api import load
-from embedkit.cli_images import DEFAULT_IMAGE_MODEL
+from embedkit.cli.options import DEFAULT_IMAGE_MODEL
 from embedkit.datasets.synthetic import SynthConfig, write_synthetic_dataset
 from embedkit.images.discovery import discover
 from embedkit.images.embed_plates import EmbedImagesOptions, embed_images

@@ -71,7 +71,7 @@ def test_pickle_with_code_is_refused(tmp_path):
     evil = tmp_path / "pretrain.pt"
     torch.save({"graph_encoder.x": torch.zeros(1), "obj": object()}, evil)
     with pytest.raises(UntrustedFormatError):
-        from embedkit.convert import convert_infoalign
+        from embedkit.molecules.convert import convert_infoalign
 
         convert_infoalign(evil, tmp_path / "out")
 

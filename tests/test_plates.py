@@ -11,7 +11,7 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
-from embedkit.cli_plates import plates_group
+from embedkit.cli.plates import plates_group
 from embedkit.errors import InputError
 from embedkit.images.discovery import LAYOUTS, PlateIndex, discover, natural_key
 from embedkit.images.reading import ImageReadError, SiteError, read_image, read_site

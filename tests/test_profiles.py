@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from embedkit.cli_profiles import aggregate_cmd, normalize_cmd
+from embedkit.cli import aggregate_cmd, normalize_cmd
 from embedkit.errors import InputError
 from embedkit.io import read_run_info, write_table
 from embedkit.profiles import aggregate, infer_features, normalize

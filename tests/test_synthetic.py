@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from embedkit.cli_datasets import datasets_group
+from embedkit.cli.datasets import datasets_group
 from embedkit.datasets.synthetic import (
     CONTROL_GENE,
     METADATA_COLUMNS,

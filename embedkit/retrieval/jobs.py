@@ -258,3 +258,13 @@ def evaluate_retrieval_file(
             {index.model.get("model_id", "model"): evaluation.ranks}, index.count, plot
         )
     return evaluation
+
+
+def load_index_model(index_dir: Path, model: str | None, device: str):
+    """The model (with decoders) an index was built with. Only the manifest is read here;
+    the job loads and verifies the index once and refuses a different model."""
+    from embedkit.api import load
+    from embedkit.retrieval.index import model_spec, read_manifest
+
+    spec = model or model_spec(read_manifest(index_dir)["model"])
+    return load(spec, device=device, with_decoders=True)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli_common import (
+from embedkit.cli.options import (
+    DEFAULT_IMAGE_MODEL,
     batch_size_option,
     device_option,
     friendly_errors,
@@ -16,8 +17,6 @@ from embedkit.cli_common import (
     progress_option,
     show_progress,
 )
-
-DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
 
 
 def channel_map_from_options(channels: str | None, channel_map: str | None, model_channels):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli_common import friendly_errors
+from embedkit.cli.options import friendly_errors
 from embedkit.errors import InputError
 from embedkit.images.discovery import LAYOUTS
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
-from embedkit.errors import EmbedkitError
+from embedkit.errors import EmbedkitError, InputError
 
 DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
+DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
 
 
 def model_option_for(default: str):
@@ -85,3 +87,58 @@ progress_option = click.option(
 
 def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
+
+
+on_nan_option = click.option(
+    "--on-nan",
+    type=click.Choice(["error", "drop"]),
+    default="error",
+    show_default=True,
+    help="Profiles with missing features: stop and list their rows, or leave them out "
+    "(counted in the summary). They are never indexed silently.",
+)
+
+
+def index_dir_option(help_text: str):
+    return click.option(
+        "-i",
+        "--index",
+        "index_dir",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help=help_text,
+    )
+
+
+index_model_option = click.option(
+    "-m",
+    "--model",
+    default=None,
+    help="Model to score with.  [default: the one the index was built with; another is refused]",
+)
+
+profile_output_option = click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output table; format from the suffix: .parquet .csv .tsv (.npz .h5ad for Emb_ "
+    "features). Written atomically.",
+)
+
+features_option = click.option(
+    "--features",
+    default=None,
+    help="Comma-separated feature columns; * and ? patterns allowed (e.g. 'Cells_*,Nuclei_*'). "
+    " [default: numeric columns not starting with Metadata_]",
+)
+
+
+def split_columns(text: str | None) -> list[str] | None:
+    """'a, b,c' → ['a', 'b', 'c']; None stays None (the command's default)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise InputError(f"expected comma-separated column names, got {text!r}")
+    return items

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli_common import friendly_errors
+from embedkit.cli.options import friendly_errors
 
 
 @click.group("datasets")

@@ -1,0 +1,54 @@
+"""The `embedkit` command line: a thin shell over the Python API.
+
+One module per command group (`embedkit X` lives in `cli/X.py`); each parses arguments,
+calls one job and prints a summary line. Errors the user can act on (`EmbedkitError`)
+print one line and exit with code 2. The groups are listed here, as chemprop's main does.
+"""
+
+from __future__ import annotations
+
+import click
+
+from embedkit import __version__
+from embedkit.cli.aggregate import aggregate_cmd
+from embedkit.cli.datasets import datasets_group
+from embedkit.cli.embed_images import embed_images_cmd
+from embedkit.cli.embed_smiles import embed_smiles
+from embedkit.cli.evaluate import evaluate_group
+from embedkit.cli.index import index_group
+from embedkit.cli.normalize import normalize_cmd
+from embedkit.cli.options import DEFAULT_MOLECULE_MODEL
+from embedkit.cli.plates import plates_group
+from embedkit.cli.retrieve import retrieve_cmd
+from embedkit.cli.zoo import zoo_group
+
+COMMANDS = [
+    embed_smiles,
+    embed_images_cmd,
+    plates_group,
+    aggregate_cmd,
+    normalize_cmd,
+    index_group,
+    retrieve_cmd,
+    evaluate_group,
+    zoo_group,
+    datasets_group,
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="embedkit")
+def main() -> None:
+    """Embeddings that carry biology: molecules and cell images, from a pinned model zoo.
+
+    \b
+    Quick start:
+      embedkit embed-smiles molecules.csv -o embeddings.parquet
+      embedkit zoo list
+    """
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
+
+__all__ = ["DEFAULT_MOLECULE_MODEL", "main"]

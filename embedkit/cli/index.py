@@ -1,0 +1,91 @@
+"""`embedkit index build|add|info`: FAISS indexes of measured profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embedkit.cli.options import (
+    friendly_errors,
+    index_dir_option,
+    model_option,
+    on_nan_option,
+)
+
+
+@click.group("index")
+def index_group() -> None:
+    """FAISS indexes of measured profiles, projected into a model's decoder space.
+
+    \b
+      embedkit index build profiles.parquet -o cp_index/
+      embedkit index add more_profiles.parquet -i cp_index/
+      embedkit index info cp_index/
+    """
+
+
+@index_group.command("build")
+@click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Index folder."
+)
+@model_option
+@click.option(
+    "--feature-space",
+    default=None,
+    help="Decoder space to use.  [default: the one sharing most columns with PROFILES]",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["likelihood", "cosine"]),
+    default="likelihood",
+    show_default=True,
+    help="likelihood: the decoder's Bernoulli log-likelihood of the scaled profile "
+    "(InfoAlign); cosine: cosine between the decoded and the scaled profile.",
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    default="auto",
+    show_default=True,
+    help="auto = exact (flat) up to 1,000,000 profiles, HNSW above.",
+)
+@on_nan_option
+@friendly_errors
+def index_build(profiles, output, model, feature_space, metric, index_type, on_nan) -> None:
+    """Index PROFILES (a table with Metadata_ columns and feature columns).
+
+    Feature columns are matched by name to the model's decoder spaces; a subset of a
+    space is fine (only the shared columns are scored). They are min-max scaled with the
+    model's training range, as the decoders saw them.
+    """
+    from embedkit.api import load
+    from embedkit.retrieval.jobs import build_index_file
+
+    embedder = load(model, device="cpu", with_decoders=True)
+    click.echo(
+        build_index_file(profiles, output, embedder, feature_space, metric, index_type, on_nan)
+    )
+
+
+@index_group.command("add")
+@click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@index_dir_option("Index folder to append to.")
+@on_nan_option
+@friendly_errors
+def index_add(profiles, index_dir, on_nan) -> None:
+    """Append PROFILES to an index without rebuilding it (same feature columns)."""
+    from embedkit.retrieval.jobs import add_to_index_file
+
+    click.echo(add_to_index_file(profiles, index_dir, on_nan))
+
+
+@index_group.command("info")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@friendly_errors
+def index_info(index_dir) -> None:
+    """What an index holds, which model built it, and from which files (checksums verified)."""
+    from embedkit.retrieval.jobs import describe_index
+
+    click.echo(describe_index(index_dir))

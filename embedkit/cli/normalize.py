@@ -1,0 +1,115 @@
+"""`embedkit normalize`: standardize, mad_robustize, pca_centerscale or TVN, per batch on controls.
+
+Works on our embeddings (`Emb_0000…`) and on CellProfiler features alike: `Metadata_`
+columns describe rows, other numeric columns are features (or name them with --features).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from embedkit.cli.options import (
+    features_option,
+    friendly_errors,
+    profile_output_option,
+    split_columns,
+)
+from embedkit.profiles.jobs import read_profiles, run_info_with_step, write_profiles
+from embedkit.profiles.normalize import NORMALIZERS
+
+
+@click.command("normalize")
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@profile_output_option
+@click.option(
+    "--method",
+    required=True,
+    type=click.Choice(list(NORMALIZERS)),
+    help="standardize: (x-mean)/std. mad_robustize: (x-median)/(1.4826 MAD), robust. "
+    "pca_centerscale: PCA on controls, then centre/scale. tvn: whitening PCA on controls "
+    "of all batches, then per-batch scaling on controls (OpenPhenom's recommendation).",
+)
+@click.option(
+    "--controls",
+    default=None,
+    metavar="QUERY",
+    help="pandas query selecting the rows statistics come from, e.g. "
+    "\"Metadata_PertType == 'negcon'\".  [default: all rows]",
+)
+@click.option(
+    "--by",
+    default=None,
+    metavar="COLUMN",
+    help="Normalise each group of this column (comma-separated for several) on its own "
+    "controls, e.g. Metadata_Plate.  [default: the whole table]",
+)
+@click.option(
+    "--n-components",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PCA components (pca_centerscale, tvn).  [default: all the controls span]",
+)
+@features_option
+@friendly_errors
+def normalize_cmd(
+    input_path: Path,
+    output: Path,
+    method: str,
+    controls: str | None,
+    by: str | None,
+    n_components: int | None,
+    features: str | None,
+) -> None:
+    """Normalise IN's features against controls, per plate or batch.
+
+    Every row and metadata column is kept, in order. PCA methods (pca_centerscale, tvn)
+    replace the features with PC_0000…; the others keep the feature names. Constant
+    features become 0 (never NaN); missing values stay missing.
+
+    \b
+    Examples:
+      embedkit normalize wells.parquet -o wells_norm.parquet --method mad_robustize \\
+          --controls "Metadata_PertType == 'negcon'" --by Metadata_Plate
+      embedkit normalize wells.parquet -o wells_tvn.parquet --method tvn \\
+          --controls "Metadata_PertType == 'negcon'" --by Metadata_Batch
+      embedkit normalize cp_wells.csv -o cp_norm.csv --method standardize \\
+          --features 'Cells_*,Cytoplasm_*,Nuclei_*' --by Metadata_Plate
+    """
+    from embedkit.profiles.features import infer_features
+    from embedkit.profiles.normalize import PC_PREFIX, control_mask, group_rows, normalize
+
+    start = time.perf_counter()
+    table = read_profiles(input_path)
+    by_cols = split_columns(by)
+    feature_list = split_columns(features)
+    out = normalize(
+        table,
+        method,
+        controls=controls,
+        by=by_cols,
+        features=feature_list,
+        n_components=n_components,
+    )
+    feats_in = infer_features(table, feature_list)
+    feats_out = [c for c in out.columns if str(c).startswith(PC_PREFIX)] or feats_in
+    step = {
+        "step": "normalize",
+        "method": method,
+        "controls": controls,
+        "by": by_cols,
+        "n_components": n_components,
+    }
+    write_profiles(out, output, feats_out, run_info_with_step(input_path, step))
+    n_controls = int(control_mask(table, controls).sum())
+    groups = len(group_rows(table, by_cols))
+    where = f"{groups} groups of {','.join(by_cols)}" if by_cols else "whole table"
+    shape = f"{len(feats_in)} features" + (
+        f" → {len(feats_out)} PCs" if feats_out is not feats_in else ""
+    )
+    click.echo(
+        f"normalize: {len(table):,} rows → {len(out):,} rows, {shape}, {method} on "
+        f"{n_controls:,} control rows, {where}, {time.perf_counter() - start:.2f} s → {output}"
+    )

@@ -1,0 +1,92 @@
+"""`embedkit retrieve`: molecules → profiles (or --reverse) through a model's decoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embedkit.cli.options import (
+    batch_size_option,
+    device_option,
+    friendly_errors,
+    index_dir_option,
+    index_model_option,
+    progress_option,
+    show_progress,
+)
+
+
+@click.command("retrieve")
+@click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@index_dir_option("Index folder from `embedkit index build`.")
+@click.option("-k", default=10, show_default=True, help="Hits per query.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Hits table, one row per (query, rank); format from the suffix.",
+)
+@click.option(
+    "--reverse",
+    is_flag=True,
+    help="Profile → molecules: for every indexed profile, the k QUERIES molecules most "
+    "likely to produce it.",
+)
+@click.option(
+    "-s",
+    "--smiles-column",
+    default=None,
+    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
+)
+@click.option("--id-column", default=None, help="Column copied to Molecule_ID.")
+@index_model_option
+@device_option
+@click.option(
+    "--on-error",
+    type=click.Choice(["nan", "raise", "drop"]),
+    default="nan",
+    show_default=True,
+    help="Invalid SMILES: keep one row without hits (nan), stop before writing (raise), or "
+    "drop it. They are never candidates with --reverse.",
+)
+@batch_size_option(256, "Molecules")
+@progress_option
+@friendly_errors
+def retrieve_cmd(
+    queries,
+    index_dir,
+    k,
+    output,
+    reverse,
+    smiles_column,
+    id_column,
+    model,
+    device,
+    on_error,
+    batch_size,
+    progress,
+) -> None:
+    """Zero-shot: which indexed profiles is each molecule in QUERIES most likely to produce?
+
+    Each molecule is embedded, decoded into the index's feature space by the decoder
+    trained for it, and every profile is scored by the decoder's likelihood (or cosine).
+    """
+    from embedkit.retrieval.jobs import load_index_model, retrieve_file
+
+    embedder = load_index_model(index_dir, model, device)
+    summary = retrieve_file(
+        queries,
+        index_dir,
+        output,
+        embedder,
+        k=k,
+        reverse=reverse,
+        smiles_column=smiles_column,
+        id_column=id_column,
+        on_error=on_error,
+        batch_size=batch_size,
+        progress=show_progress(progress),
+    )
+    click.echo(summary.line())

@@ -1,0 +1,116 @@
+"""`embedkit zoo list|show|download|verify|convert`: the model registry on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from embedkit.cli.options import friendly_errors
+
+
+@click.group("zoo")
+def zoo_group() -> None:
+    """List, inspect, download, verify and convert models."""
+
+
+@zoo_group.command("list")
+def zoo_list() -> None:
+    """Models in the zoo (works offline: the registry ships with the package)."""
+    from embedkit.zoo import list_cards
+
+    cards = list_cards()
+    width = max(len(c.name) for c in cards) if cards else 10
+    click.echo(f"{'name':<{width}}  {'task':<10} {'dim':>4}  {'where':<8} summary")
+    for card in cards:
+        where = "shipped" if card.shipped_dir else "hub"
+        click.echo(
+            f"{card.name:<{width}}  {card.task:<10} {card.embedding_dim:>4}  "
+            f"{where:<8} {card.summary}"
+        )
+
+
+@zoo_group.command("show")
+@click.argument("name")
+@friendly_errors
+def zoo_show(name: str) -> None:
+    """The full card of NAME, and a usage snippet."""
+    from embedkit.zoo import get_card
+
+    card = get_card(name)
+    click.echo(json.dumps(card.to_dict(), indent=2))
+    click.echo("\nUsage:\n" + card.usage())
+
+
+@zoo_group.command("download")
+@click.argument("name")
+@friendly_errors
+def zoo_download(name: str) -> None:
+    """Fetch NAME[@rev] into the Hugging Face cache and verify every file."""
+    from embedkit.zoo import resolve
+
+    resolved = resolve(name)
+    click.echo(
+        f"{resolved.model_id}@{resolved.revision}: verified in {resolved.folder} "
+        f"({resolved.source})"
+    )
+
+
+@zoo_group.command("verify")
+@click.argument("names", nargs=-1)
+@friendly_errors
+def zoo_verify(names: tuple[str, ...]) -> None:
+    """Check the sha256 of every available file (all shipped models if no NAME)."""
+    from embedkit.zoo import list_cards, resolve
+
+    targets = names or tuple(c.name for c in list_cards() if c.shipped_dir)
+    for name in targets:
+        resolved = resolve(name)
+        click.echo(
+            f"ok  {name}@{resolved.revision[:12]}  {len(resolved.sha256)} files  "
+            f"({resolved.source})"
+        )
+
+
+@zoo_group.command("convert")
+@click.argument("kind", type=click.Choice(["infoalign", "rxrx1-vit", "openphenom"]))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write (config.json, model.safetensors, README.md).",
+)
+@friendly_errors
+def zoo_convert(kind: str, checkpoint: Path, output: Path) -> None:
+    """Convert a third-party CHECKPOINT of KIND to safetensors + config.json.
+
+    \b
+    KIND:
+      infoalign   InfoAlign's pretrain.pt (molecule GIN encoder + VIB head)
+      rxrx1-vit   the seed paper's RxRx1 ViT: best_{method}_vit-s.pt,
+                  final_encoder_vit-s.pt or a plain state dict (6 channels w1..w6,
+                  optional cell-line "GE" tokens)
+      openphenom  Recursion's OpenPhenom channel-agnostic ViT-S/16 (its model.safetensors).
+                  Its weights are NON-COMMERCIAL: embedkit ships this loader, never the
+                  weights; do not redistribute or use the converted folder commercially.
+
+    Pickles are opened with torch.load(weights_only=True); load the result with
+    `-m local-dir:OUTPUT`.
+    """
+    if kind == "infoalign":
+        from embedkit.molecules.convert import convert_infoalign
+
+        folder = convert_infoalign(checkpoint, output)
+    elif kind == "rxrx1-vit":
+        from embedkit.images.convert import convert_rxrx1_vit
+
+        folder = convert_rxrx1_vit(checkpoint, output)
+    else:
+        from embedkit.images.convert import convert_openphenom
+
+        folder = convert_openphenom(checkpoint, output)
+        click.echo("note: OpenPhenom weights are licensed for non-commercial use only")
+    click.echo(f"converted {checkpoint} → {folder}; use it with -m local-dir:{folder}")
