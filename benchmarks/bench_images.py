@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from embedkit.api import load
 from embedkit.cli.options import DEFAULT_IMAGE_MODEL
 from embedkit.images.discovery import discover
-from embedkit.images.embed_plates import (
+from embedkit.images.jobs import (
     EmbedImagesOptions,
     default_decode_workers,
     embed_images,

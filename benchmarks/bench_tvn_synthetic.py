@@ -28,7 +28,7 @@ from embedkit.api import load
 from embedkit.cli.options import DEFAULT_IMAGE_MODEL
 from embedkit.datasets.synthetic import SynthConfig, write_synthetic_dataset
 from embedkit.images.discovery import discover
-from embedkit.images.embed_plates import EmbedImagesOptions, embed_images
+from embedkit.images.jobs import EmbedImagesOptions, embed_images
 from embedkit.io import atomic_path
 from embedkit.profiles.aggregate import aggregate
 from embedkit.profiles.diagnostics import batch_effect_report

@@ -368,7 +368,7 @@ def test_real_fields_phenix_bray_and_the_incomplete_jump_site(
 def test_one_embedder_serves_plates_with_different_channel_plans(tmp_path, tiny_image_model):
     """Dropping a channel for one plate must not change the loaded model for the next."""
     from embedkit.images.discovery import discover
-    from embedkit.images.embed_plates import EmbedImagesOptions, embed_images
+    from embedkit.images.jobs import EmbedImagesOptions, embed_images
 
     root = tmp_path / "exp"
     write_rxrx_plate(root, "Plate1", ["B02"], sites=1)

@@ -152,7 +152,7 @@ def embed_images_cmd(
     from embedkit.api import load
     from embedkit.errors import InputError
     from embedkit.images.discovery import discover
-    from embedkit.images.embed_plates import (
+    from embedkit.images.jobs import (
         EmbedImagesOptions,
         default_decode_workers,
         embed_images,

@@ -72,7 +72,7 @@ def embed_smiles(
 ) -> None:
     """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order."""
     from embedkit.api import load
-    from embedkit.molecules.embed_table import embed_smiles_file
+    from embedkit.molecules.jobs import embed_smiles_file
 
     embedder = load(model, device=device, precision=precision)
     summary = embed_smiles_file(

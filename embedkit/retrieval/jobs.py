@@ -17,7 +17,7 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import InputError
 from embedkit.io import atomic_path, coerce_numeric_text, read_table, write_table
-from embedkit.molecules.embed_table import ON_ERROR_CHOICES, read_smiles_table
+from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
 from embedkit.retrieval.metrics import (
