@@ -6,7 +6,7 @@ lower is better, chance = the largest batch's share) and perturbation accuracy o
 with whole batches held out (higher is better), plus seconds per method. A second pass times
 each method on a larger random table (default 100,000 × 384 float32), embedding-sized.
 
-The default input is a seeded synthetic table (`embedkit.profiles.synthetic`) with strong
+The default input is a seeded synthetic table (`embedkit.datasets.synthetic.profiles`) with strong
 per-batch additive and multiplicative effects; `--input` points it at any profile table
 (e.g. image embeddings of plates), with the column names given below.
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from embedkit.datasets.synthetic import synthetic_profiles
 from embedkit.io import atomic_path, coerce_numeric_text, read_table
 from embedkit.profiles import NORMALIZERS, normalize
 from embedkit.profiles.diagnostics import batch_effect_report
-from embedkit.profiles.synthetic import synthetic_profiles
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

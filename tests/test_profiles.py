@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from embedkit.cli import aggregate_cmd, normalize_cmd
+from embedkit.datasets.synthetic import synthetic_profiles
 from embedkit.errors import InputError
 from embedkit.io import read_run_info, write_table
 from embedkit.profiles import aggregate, infer_features, normalize
-from embedkit.profiles.synthetic import synthetic_profiles
 
 NEGCON = "Metadata_PertType == 'negcon'"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from embedkit.datasets.synthetic import (
     GeneGraph,
     SynthConfig,
     SyntheticScreen,
+    TechnicalEffects,
     cell_line_descriptor,
     cell_line_profile,
     default_gene_graph,
@@ -220,13 +222,13 @@ def test_batch_effect_is_the_reported_gain_contrast_and_offset():
         for meta, image in generate_sites(config):
             key = (meta["Metadata_Batch"], meta["Metadata_Well"], meta["Metadata_Site"])
             images[strength, key] = image.astype(np.float64)
-    screen = SyntheticScreen(dataclasses.replace(base, batch_effect=1.0))
+    effects = TechnicalEffects(dataclasses.replace(base, batch_effect=1.0))
     moved = []
     for (strength, key), x0 in images.items():
         if strength != 0.0:
             continue
-        gain, offset = screen.batch_effect("U2OS", key[0])
-        gamma = screen.batch_contrast("U2OS", key[0])
+        gain, offset = effects.batch_effect("U2OS", key[0])
+        gamma = effects.batch_contrast("U2OS", key[0])
         expected = 255 * (gain[:, None, None] * x0 / 255) ** gamma[:, None, None]
         expected = np.clip(expected + offset[:, None, None], 0, 255)
         x1 = images[1.0, key]
@@ -235,7 +237,7 @@ def test_batch_effect_is_the_reported_gain_contrast_and_offset():
         assert np.percentile(np.abs(x1 - expected)[inside], 99) <= 4.0
         moved.append(np.abs(x1 - x0)[inside].mean())
     assert np.mean(moved) > 2.0  # the effect is not negligible
-    zero = SyntheticScreen(SynthConfig(batch_effect=0.0))
+    zero = TechnicalEffects(SynthConfig(batch_effect=0.0))
     gain, offset = zero.batch_effect("X", 1)
     assert np.allclose(gain, 1) and np.allclose(offset, 0)
     assert np.allclose(zero.batch_contrast("X", 1), 1)
@@ -265,3 +267,38 @@ def test_cli_synth_plate(tmp_path):
     assert again.exit_code == 2 and "not empty" in again.output
     bad = CliRunner().invoke(datasets_group, ["synth-plate", str(tmp_path / "x"), "--wells", "0"])
     assert bad.exit_code == 2 and "wells" in bad.output
+
+
+def test_output_is_pinned_to_the_reference_generator():
+    """Values drawn by the generator before it was split into modules (commit 438a60f).
+
+    The layout and graph are pinned exactly; floats and pixels with a tolerance that
+    survives last-bit differences between machines but not a reordered random stream.
+    """
+    config = SynthConfig(
+        cell_lines=("U2OS", "MyLine"), batches=2, wells=8, sites=2, size=64, n_genes=12, seed=11
+    )
+    screen = SyntheticScreen(config)
+    layout = screen.layout().to_csv(index=False).encode()
+    assert hashlib.sha256(layout).hexdigest() == (
+        "0b79b6d714de8825f252bf74d4a8da357d84f7ab38aa0a5051e08102c2e7db8f"
+    )
+    pairs = ["1-2", "1-3", "1-5", "2-3", "4-5", "4-6", "5-6", "7-8", "8-9", "10-11", "10-12"]
+    pairs.append("11-12")
+    expected_edges = [tuple(f"SIMG{int(g):02d}" for g in p.split("-")) for p in pairs]
+    assert list(screen.graph.edges) == expected_edges
+    np.testing.assert_allclose(
+        screen.phenotypes[:2, :4],
+        [[-0.248987, 0.179085, 0.011048, 0.170429], [-0.710947, -0.787817, 0.800983, 1.36266]],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        screen.response("MyLine")[:4], [1.520541, 1.102494, 0.970543, 1.18973], atol=1e-5
+    )
+    sites = {
+        ("U2OS", CONTROL_GENE, 1, 1, "B02", 1): [12.688, 30.979, 31.687, 16.563, 35.333, 7.663],
+        ("MyLine", "SIMG03", 2, 1, "O23", 2): [6.621, 17.336, 14.065, 11.623, 17.86, 11.802],
+    }
+    for key, means in sites.items():
+        image = render_site(config, *key)
+        np.testing.assert_allclose(image.reshape(6, -1).mean(1), means, atol=0.02)
