@@ -30,9 +30,14 @@ from train.context_graph import (
 )
 
 SMILES = {
-    "A": "CC(=O)Oc1ccccc1C(=O)O", "B": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
-    "C": "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "D": "CC(=O)Nc1ccc(O)cc1",
-    "E": "CN1CCC[C@H]1c1cccnc1", "F": "c1ccc2ccccc2c1", "G": "CCO", "H": "OC(=O)c1ccccc1",
+    "A": "CC(=O)Oc1ccccc1C(=O)O",
+    "B": "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "C": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+    "D": "CC(=O)Nc1ccc(O)cc1",
+    "E": "CN1CCC[C@H]1c1cccnc1",
+    "F": "c1ccc2ccccc2c1",
+    "G": "CCO",
+    "H": "OC(=O)c1ccccc1",
 }
 PERT = {k: f"BRD-K0000000{i}" for i, k in enumerate("ABCDH", start=1)}
 GENES = [f"G{i}" for i in range(1, 9)]
@@ -45,15 +50,22 @@ def inchikey(smiles: str) -> str:
 
 def _write_gct(path: Path) -> None:
     """Level-3-like plate: DMSO ×2, B at 10 and 1, C at 10; C's G3 is far off the plate."""
-    samples = [("DMSO", "-666", "ctl_vehicle"), ("DMSO", "-666", "ctl_vehicle"),
-               (PERT["B"] + "-001-01-1", "10", "trt_cp"), (PERT["B"] + "-001-01-1", "1", "trt_cp"),
-               (PERT["C"] + "-001-01-1", "10", "trt_cp")]
+    samples = [
+        ("DMSO", "-666", "ctl_vehicle"),
+        ("DMSO", "-666", "ctl_vehicle"),
+        (PERT["B"] + "-001-01-1", "10", "trt_cp"),
+        (PERT["B"] + "-001-01-1", "1", "trt_cp"),
+        (PERT["C"] + "-001-01-1", "10", "trt_cp"),
+    ]
     rng = np.random.default_rng(0)
     values = 8.0 + rng.uniform(-0.05, 0.05, size=(8, 5))
     values[2, 4] += 5.0
     symbols = GENES[:-1] + ["g8"]  # lower case must still match the CMEA column G8
-    lines = ["#1.3", "8\t5\t1\t3",
-             "\t".join(["id", "pr_gene_symbol"] + [f"S{i}" for i in range(5)])]
+    lines = [
+        "#1.3",
+        "8\t5\t1\t3",
+        "\t".join(["id", "pr_gene_symbol"] + [f"S{i}" for i in range(5)]),
+    ]
     for name, col in (("pert_id", 0), ("pert_dose", 1), ("pert_type", 2)):
         lines.append("\t".join([name, "na"] + [s[col] for s in samples]))
     for g in range(8):
@@ -65,60 +77,106 @@ def write_synthetic_data(root: Path) -> Path:
     """Every source file the builder reads, tiny, in the real formats."""
     for sub in ("molecules", "profiles", "kg", "benchmarks/broad6k", "benchmarks/biogenadme"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    lincs = pd.DataFrame({
-        "pert_id": [PERT[k] for k in "ABCH"] + ["TRCN0001"],
-        "pert_iname": list("abch") + ["shRNA"], "pert_type": ["trt_cp"] * 4 + ["trt_sh"],
-        "canonical_smiles": [SMILES[k] for k in "ABCH"] + [None],
-        "inchi_key": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABCH"] + [None]})
+    lincs = pd.DataFrame(
+        {
+            "pert_id": [PERT[k] for k in "ABCH"] + ["TRCN0001"],
+            "pert_iname": list("abch") + ["shRNA"],
+            "pert_type": ["trt_cp"] * 4 + ["trt_sh"],
+            "canonical_smiles": [SMILES[k] for k in "ABCH"] + [None],
+            "inchi_key": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABCH"] + [None],
+        }
+    )
     lincs.to_csv(root / "molecules/lincs_pertinfo.tsv.gz", sep="\t", index=False)
 
-    meta = pd.DataFrame({"Metadata_pert_id": [PERT[k] for k in "ABC"],
-                         "Metadata_SMILES": [SMILES[k] for k in "ABC"],
-                         "Metadata_InChIKey": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABC"],
-                         "Metadata_cell_line": "U2OS"})
-    cp = pd.DataFrame({"Cells_A": [1.0, 3.0, 2.0], "Cells_B": [np.nan, -1.0, 1.0],
-                       "Cells_C": [5.0, 5.0, 5.0], "Cells_AllNaN": [np.nan] * 3})
+    meta = pd.DataFrame(
+        {
+            "Metadata_pert_id": [PERT[k] for k in "ABC"],
+            "Metadata_SMILES": [SMILES[k] for k in "ABC"],
+            "Metadata_InChIKey": [f"InChIKey={inchikey(SMILES[k])}" for k in "ABC"],
+            "Metadata_cell_line": "U2OS",
+        }
+    )
+    cp = pd.DataFrame(
+        {
+            "Cells_A": [1.0, 3.0, 2.0],
+            "Cells_B": [np.nan, -1.0, 1.0],
+            "Cells_C": [5.0, 5.0, 5.0],
+            "Cells_AllNaN": [np.nan] * 3,
+        }
+    )
     pd.concat([meta, cp], axis=1).to_parquet(root / "profiles/cmea_u2os_morphology.parquet")
     l1000 = pd.DataFrame(np.linspace(-0.9, 0.9, 24).reshape(3, 8), columns=GENES)
     l1000.loc[0, "G1"] = 10.0  # the single top |z| entry of this source
     pd.concat([meta, l1000], axis=1).to_parquet(root / "profiles/cmea_u2os_l1000.parquet")
 
-    wells = [("DMSO", 0.0, "control", None)] * 2 + [
-        (PERT["A"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["A"])[:14])] * 2 + [
-        (PERT["A"] + "-001-01-1", 1.0, "trt", inchikey(SMILES["A"])[:14])] * 2 + [
-        (PERT["D"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["D"])[:14])] * 2 + [
-        ("BRD-K99999999-001-01-1", 10.0, "trt", None)]
-    a549 = pd.DataFrame(wells, columns=["Metadata_broad_sample", "Metadata_mmoles_per_liter",
-                                        "Metadata_pert_type", "Metadata_InChIKey14"])
+    wells = (
+        [("DMSO", 0.0, "control", None)] * 2
+        + [(PERT["A"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["A"])[:14])] * 2
+        + [(PERT["A"] + "-001-01-1", 1.0, "trt", inchikey(SMILES["A"])[:14])] * 2
+        + [(PERT["D"] + "-001-01-1", 10.0, "trt", inchikey(SMILES["D"])[:14])] * 2
+        + [("BRD-K99999999-001-01-1", 10.0, "trt", None)]
+    )
+    a549 = pd.DataFrame(
+        wells,
+        columns=[
+            "Metadata_broad_sample",
+            "Metadata_mmoles_per_liter",
+            "Metadata_pert_type",
+            "Metadata_InChIKey14",
+        ],
+    )
     a549["Cells_X"] = [0.0, 0.0, 1.0, 3.0, 2.0, 2.0, 4.0, 6.0, 9.0]
     a549["Cells_Y"] = np.arange(9, dtype=float)
     a549.to_csv(root / "profiles/lincs_a549_SQ0001_normalized_feature_select.csv.gz", index=False)
     _write_gct(root / "profiles/l1000_TEST_A375_24H.gct")
 
-    pd.DataFrame({"pert_id": [PERT["A"], PERT["D"], PERT["B"], PERT["C"]],
-                  "pert_iname": list("adbc"), "moa": "x",
-                  "target": ["PTGS1|PTGS2", "PTGS2", "ADORA1", None]}).to_csv(
-        root / "kg/repurposing_simple.tsv", sep="\t", index=False)
-    samples = pd.DataFrame({"broad_id": [PERT["D"] + "-001-01-1"], "pert_iname": ["d"],
-                            "smiles": [SMILES["D"]], "InChIKey": [inchikey(SMILES["D"])]})
+    pd.DataFrame(
+        {
+            "pert_id": [PERT["A"], PERT["D"], PERT["B"], PERT["C"]],
+            "pert_iname": list("adbc"),
+            "moa": "x",
+            "target": ["PTGS1|PTGS2", "PTGS2", "ADORA1", None],
+        }
+    ).to_csv(root / "kg/repurposing_simple.tsv", sep="\t", index=False)
+    samples = pd.DataFrame(
+        {
+            "broad_id": [PERT["D"] + "-001-01-1"],
+            "pert_iname": ["d"],
+            "smiles": [SMILES["D"]],
+            "InChIKey": [inchikey(SMILES["D"])],
+        }
+    )
     with open(root / "kg/repurposing_samples_20200324.txt", "w") as fh:
         fh.write("!Source\tsynthetic\n")
         samples.to_csv(fh, sep="\t", index=False)
-    pd.DataFrame({"broad_sample": ["BRD-K77777777-001-01-1"], "InChIKey": [inchikey(SMILES["E"])],
-                  "pert_iname": ["nicotine"], "target_list": ["CHRNA4"], "pert_type": ["trt"],
-                  "smiles": [SMILES["E"]]}).to_csv(
-        root / "kg/jump_target1_compound_metadata.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "broad_sample": ["BRD-K77777777-001-01-1"],
+            "InChIKey": [inchikey(SMILES["E"])],
+            "pert_iname": ["nicotine"],
+            "target_list": ["CHRNA4"],
+            "pert_type": ["trt"],
+            "smiles": [SMILES["E"]],
+        }
+    ).to_csv(root / "kg/jump_target1_compound_metadata.tsv", sep="\t", index=False)
     (root / "kg/gene_gene_StringDB.txt").write_text(
-        "entity1,entity2\nPTGS1,PTGS2\nPTGS2,G1\nG1,NOTINGRAPH\n")
+        "entity1,entity2\nPTGS1,PTGS2\nPTGS2,G1\nG1,NOTINGRAPH\n"
+    )
     with gzip.open(root / "kg/hetionet_protein_interactions.txt.gz", "wt") as fh:
-        fh.write("source_code\tsource_symbol\ttarget_code\ttarget_symbol\n"
-                 "HGNC:1\tADORA1\tHGNC:2\tCHRNA4\nHGNC:3\tPTGS2\tHGNC:4\tPTGS1\n")
-    pd.DataFrame({"mol_id": ["m1", "m1", "m2"],
-                  "smiles": [SMILES["F"], "C1=CC=C2C=CC=CC2=C1", "CN1CCC[C@@H]1c1cccnc1"],
-                  "inchikey": [inchikey(SMILES["F"])[:14]] * 2 + [inchikey(SMILES["E"])[:14]]}
-                 ).to_csv(root / "benchmarks/broad6k/structure.csv.gz", index=False)
+        fh.write(
+            "source_code\tsource_symbol\ttarget_code\ttarget_symbol\n"
+            "HGNC:1\tADORA1\tHGNC:2\tCHRNA4\nHGNC:3\tPTGS2\tHGNC:4\tPTGS1\n"
+        )
+    pd.DataFrame(
+        {
+            "mol_id": ["m1", "m1", "m2"],
+            "smiles": [SMILES["F"], "C1=CC=C2C=CC=CC2=C1", "CN1CCC[C@@H]1c1cccnc1"],
+            "inchikey": [inchikey(SMILES["F"])[:14]] * 2 + [inchikey(SMILES["E"])[:14]],
+        }
+    ).to_csv(root / "benchmarks/broad6k/structure.csv.gz", index=False)
     pd.DataFrame({"smiles": [SMILES["G"], "not_a_smiles", SMILES["A"]], "y": [1, 2, 3]}).to_csv(
-        root / "benchmarks/biogenadme/assays.csv.gz", index=False)
+        root / "benchmarks/biogenadme/assays.csv.gz", index=False
+    )
     return root
 
 
@@ -139,20 +197,36 @@ def _mol(graph: ContextGraph, letter: str) -> int:
 def test_counts_by_type(synthetic):
     _, graph = synthetic
     s = graph.summary()
-    assert s["nodes"] == {"molecule": 7, "gene": 6, "cp_cmea_u2os": 3, "cp_lincs_a549": 3,
-                          "l1000_cmea_u2os": 3, "l1000_lincs_a375": 3}
-    assert s["edges"] == {"mol-profile": 12, "mol-gene:target": 5, "mol-gene:expression": 2,
-                          "gene-gene": 3, "sim:morgan": 0, "sim:cp_cmea_u2os": 0,
-                          "sim:cp_lincs_a549": 0, "sim:l1000": 0}
-    assert "H" not in {k for k in SMILES if f"molecule:{inchikey(SMILES[k])[:14]}"
-                       in set(graph.node_key)}
+    assert s["nodes"] == {
+        "molecule": 7,
+        "gene": 6,
+        "cp_cmea_u2os": 3,
+        "cp_lincs_a549": 3,
+        "l1000_cmea_u2os": 3,
+        "l1000_lincs_a375": 3,
+    }
+    assert s["edges"] == {
+        "mol-profile": 12,
+        "mol-gene:target": 5,
+        "mol-gene:expression": 2,
+        "gene-gene": 3,
+        "sim:morgan": 0,
+        "sim:cp_cmea_u2os": 0,
+        "sim:cp_lincs_a549": 0,
+        "sim:l1000": 0,
+    }
+    assert "H" not in {
+        k for k in SMILES if f"molecule:{inchikey(SMILES[k])[:14]}" in set(graph.node_key)
+    }
     assert graph.num_molecules == 7 and (graph.node_type[:7] == 0).all()
 
 
 def test_edges_join_the_right_nodes(synthetic):
     _, graph = synthetic
-    pairs = {(int(a), int(b)): graph.meta["edge_types"][t]
-             for a, b, t in zip(graph.src, graph.dst, graph.edge_type, strict=True)}
+    pairs = {
+        (int(a), int(b)): graph.meta["edge_types"][t]
+        for a, b, t in zip(graph.src, graph.dst, graph.edge_type, strict=True)
+    }
 
     def edge(u: int, v: int) -> str | None:
         return pairs.get((min(u, v), max(u, v)))
@@ -194,7 +268,7 @@ def test_features_scaled_and_aligned(synthetic):
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=4, fpSize=1024)
     expected = gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(SMILES["C"]))
     np.testing.assert_array_equal(morgan.values[morgan.node_rows[_mol(graph, "C")]], expected)
-    assert (morgan.node_rows[graph.num_molecules:] == -1).all()
+    assert (morgan.node_rows[graph.num_molecules :] == -1).all()
     assert graph.feature_spaces_json()["cp_cmea_u2os"]["max"] == [3.0, 1.0, 5.0]
 
 
@@ -249,8 +323,18 @@ def test_build_graph_cli(synthetic, tmp_path):
     from train.infoalign import cli
 
     root, _ = synthetic
-    result = CliRunner().invoke(cli, ["build-graph", "--data-dir", str(root), "--out",
-                                      str(tmp_path / "g.npz"), "--exclude-benchmark", "broad6k"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build-graph",
+            "--data-dir",
+            str(root),
+            "--out",
+            str(tmp_path / "g.npz"),
+            "--exclude-benchmark",
+            "broad6k",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "node molecule" in result.output
     summary = json.loads((tmp_path / "g.json").read_text())["summary"]
@@ -268,16 +352,31 @@ def test_held_out_molecules_leave_with_their_profiles(synthetic, tmp_path):
     root, full = synthetic
     held = tmp_path / "heldout.csv"
     pd.DataFrame({"Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['B'])}"]}).to_csv(held)
-    result = CliRunner().invoke(cli, ["build-graph", "--data-dir", str(root), "--out",
-                                      str(tmp_path / "g.npz"), "--exclude-molecules", str(held)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build-graph",
+            "--data-dir",
+            str(root),
+            "--out",
+            str(tmp_path / "g.npz"),
+            "--exclude-molecules",
+            str(held),
+        ],
+    )
     assert result.exit_code == 0, result.output
     graph = ContextGraph.load(tmp_path / "g.npz")
     gone = [k for k in full.node_key if k not in set(graph.node_key)]
-    assert sorted(gone) == sorted([
-        f"molecule:{inchikey(SMILES['B'])[:14]}", f"cp_cmea_u2os:{PERT['B']}",
-        f"l1000_cmea_u2os:{PERT['B']}", f"l1000_lincs_a375:{PERT['B']}@10",
-        f"l1000_lincs_a375:{PERT['B']}@1", "gene:ADORA1",
-    ])
+    assert sorted(gone) == sorted(
+        [
+            f"molecule:{inchikey(SMILES['B'])[:14]}",
+            f"cp_cmea_u2os:{PERT['B']}",
+            f"l1000_cmea_u2os:{PERT['B']}",
+            f"l1000_lincs_a375:{PERT['B']}@10",
+            f"l1000_lincs_a375:{PERT['B']}@1",
+            "gene:ADORA1",
+        ]
+    )
     assert graph.meta["config"]["exclude_molecules"] == [inchikey(SMILES["B"])[:14]]
 
 
@@ -299,8 +398,9 @@ def test_real_data_graph_is_sane():
     assert s["nodes"]["cp_cmea_u2os"] == 100 and s["nodes"]["l1000_cmea_u2os"] == 100
     assert 250 < s["nodes"]["cp_lincs_a549"] <= 360 and 250 < s["nodes"]["l1000_lincs_a375"] < 377
     assert 1_000 < s["nodes"]["gene"] < 10_000
-    assert s["edges"]["mol-profile"] == sum(s["nodes"][t] for t in s["nodes"]
-                                            if t not in ("molecule", "gene"))
+    assert s["edges"]["mol-profile"] == sum(
+        s["nodes"][t] for t in s["nodes"] if t not in ("molecule", "gene")
+    )
     assert s["edges"]["gene-gene"] > 5_000 and s["edges"]["mol-gene:target"] > 5_000
     assert s["edges"]["sim:morgan"] > 1_000
     assert len(set(graph.node_key.tolist())) == graph.num_nodes
@@ -313,7 +413,11 @@ def test_molecule_keys_fall_back_to_smiles_row_by_row():
     """A blank InChIKey must not let a held-out molecule leak back into training."""
     from train.sources import molecule_keys
 
-    table = pd.DataFrame({"Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['A'])}", ""],
-                          "Metadata_SMILES": [SMILES["A"], SMILES["B"]]})
+    table = pd.DataFrame(
+        {
+            "Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['A'])}", ""],
+            "Metadata_SMILES": [SMILES["A"], SMILES["B"]],
+        }
+    )
     assert molecule_keys(table) == {inchikey(SMILES[k])[:14] for k in "AB"}
     assert molecule_keys(pd.DataFrame({"smiles": ["[*]CC", "not a smiles"]})) == set()

@@ -31,11 +31,30 @@ from train.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [
-    "CCO", "CC(=O)O", "c1ccccc1", "Cc1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CCN(CC)CC",
-    "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "CC(=O)Nc1ccc(O)cc1",
-    "c1ccc2ccccc2c1", "OC(=O)c1ccccc1", "CCCCCC", "CCOC(=O)C", "NCCO", "c1ccncc1",
-    "Clc1ccccc1", "CC(C)O", "OCC(O)CO", "CS(C)=O", "C1CCCCC1", "O=C1CCCCC1", "c1ccoc1",
-    "CCN", "FC(F)(F)c1ccccc1",
+    "CCO",
+    "CC(=O)O",
+    "c1ccccc1",
+    "Cc1ccccc1",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CCN(CC)CC",
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+    "CC(=O)Nc1ccc(O)cc1",
+    "c1ccc2ccccc2c1",
+    "OC(=O)c1ccccc1",
+    "CCCCCC",
+    "CCOC(=O)C",
+    "NCCO",
+    "c1ccncc1",
+    "Clc1ccccc1",
+    "CC(C)O",
+    "OCC(O)CO",
+    "CS(C)=O",
+    "C1CCCCC1",
+    "O=C1CCCCC1",
+    "c1ccoc1",
+    "CCN",
+    "FC(F)(F)c1ccccc1",
 ]
 TINY = {"emb_dim": 16, "num_layer": 2, "batch_size": 8, "lr": 3e-3, "val_fraction": 0.2}
 
@@ -52,26 +71,48 @@ def tiny_graph(seed: int = 0) -> ContextGraph:
     profiles = rng.uniform(size=(n_prof, 6)).astype(np.float32)
     profiles[0, 2] = np.nan
     p_rows = np.full(n, -1)
-    p_rows[n_mol + n_gene:] = np.arange(n_prof)
+    p_rows[n_mol + n_gene :] = np.arange(n_prof)
     spaces = {
-        "morgan": FeatureSpace([f"b{i}" for i in range(1024)], bits.astype(np.uint8), m_rows,
-                               np.zeros(1024), np.ones(1024), binary=True),
-        "cp_test": FeatureSpace([f"Cells_{i}" for i in range(6)], profiles, p_rows,
-                                np.zeros(6), np.full(6, 2.0)),
+        "morgan": FeatureSpace(
+            [f"b{i}" for i in range(1024)],
+            bits.astype(np.uint8),
+            m_rows,
+            np.zeros(1024),
+            np.ones(1024),
+            binary=True,
+        ),
+        "cp_test": FeatureSpace(
+            [f"Cells_{i}" for i in range(6)], profiles, p_rows, np.zeros(6), np.full(6, 2.0)
+        ),
     }
     src = list(range(n_prof)) + [0, 1, 2, 3, 4, 5] + [0, 2]
     dst = [n_mol + n_gene + i for i in range(n_prof)] + [n_mol] * 3 + [n_mol + 1] * 3 + [1, 3]
     etype = [0] * n_prof + [1] * 6 + [2] * 2
     weight = [1.0] * (n_prof + 6) + [0.9, 0.85]
     types = [0] * n_mol + [1] * n_gene + [2] * n_prof
-    keys = [f"molecule:{i}" for i in range(n_mol)] + [f"gene:G{i}" for i in range(n_gene)] + [
-        f"cp_test:{i}" for i in range(n_prof)]
-    meta = {"node_types": ["molecule", "gene", "cp_test"],
-            "edge_types": ["mol-profile", "mol-gene:target", "sim:morgan"],
-            "config": {}, "files": {}, "data_dir": None}
-    return ContextGraph(np.array(types, np.int8), np.array(keys), np.array(SMILES),
-                        np.array(src), np.array(dst), np.array(weight, np.float32),
-                        np.array(etype, np.int8), spaces, meta)
+    keys = (
+        [f"molecule:{i}" for i in range(n_mol)]
+        + [f"gene:G{i}" for i in range(n_gene)]
+        + [f"cp_test:{i}" for i in range(n_prof)]
+    )
+    meta = {
+        "node_types": ["molecule", "gene", "cp_test"],
+        "edge_types": ["mol-profile", "mol-gene:target", "sim:morgan"],
+        "config": {},
+        "files": {},
+        "data_dir": None,
+    }
+    return ContextGraph(
+        np.array(types, np.int8),
+        np.array(keys),
+        np.array(SMILES),
+        np.array(src),
+        np.array(dst),
+        np.array(weight, np.float32),
+        np.array(etype, np.int8),
+        spaces,
+        meta,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +130,10 @@ def test_loss_is_alpha_weighted_nan_masked_bce_plus_kl():
     sigma = torch.tensor([[1.0, 0.5], [2.0, 1.0]])
     logits = {"s": torch.tensor([[0.3, -0.2, 1.0], [2.0, 0.0, -1.0]])}
     values = torch.tensor([[1.0, 0.0, float("nan")], [0.5, 0.25, 1.0]])
-    targets = {"s": SpaceTargets(values, torch.tensor([0, -1, 1, -1])),
-               "unreached": SpaceTargets(values, torch.tensor([-1, -1, -1, -1]))}
+    targets = {
+        "s": SpaceTargets(values, torch.tensor([0, -1, 1, -1])),
+        "unreached": SpaceTargets(values, torch.tensor([-1, -1, -1, -1])),
+    }
     logits["unreached"] = logits["s"].clone().requires_grad_()
     nodes = torch.tensor([[0, 1, 2], [3, 2, -1]])  # node 1 and 3 have no feature; -1 is stuck
     alpha = torch.tensor([[1.0, 0.5, 0.25], [1.0, 0.8, 0.0]])
@@ -100,9 +143,14 @@ def test_loss_is_alpha_weighted_nan_masked_bce_plus_kl():
         return F.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(y)).item()
 
     entries = [  # (alpha, logit, target) for every valid element
-        (1.0, 0.3, 1.0), (1.0, -0.2, 0.0),  # molecule 0 meets node 0 (NaN masked)
-        (0.25, 0.3, 0.5), (0.25, -0.2, 0.25), (0.25, 1.0, 1.0),  # ... and node 2 at step 2
-        (0.8, 2.0, 0.5), (0.8, 0.0, 0.25), (0.8, -1.0, 1.0),  # molecule 1 meets node 2
+        (1.0, 0.3, 1.0),
+        (1.0, -0.2, 0.0),  # molecule 0 meets node 0 (NaN masked)
+        (0.25, 0.3, 0.5),
+        (0.25, -0.2, 0.25),
+        (0.25, 1.0, 1.0),  # ... and node 2 at step 2
+        (0.8, 2.0, 0.5),
+        (0.8, 0.0, 0.25),
+        (0.8, -1.0, 1.0),  # molecule 1 meets node 2
     ]
     expected = sum(a * bce(x, y) for a, x, y in entries) / len(entries)
     kl = 0.5 * (sigma**2 + mu**2 - 1 - 2 * sigma.log()).sum(1).mean()
@@ -143,8 +191,11 @@ def test_training_decreases_loss_and_writes_a_loadable_folder(tmp_path, graph_fi
     assert "library_name: embedkit" in front and "license:" in front and "tags:" in front
     assert "## Metrics" in card and "| 6 |" in card.split("## Metrics")[1]
     result = publish(folder, None, push=False, log=lambda m: None)
-    assert not result["pushed"] and set(result["files"]) == {"README.md", "config.json",
-                                                              "model.safetensors"}
+    assert not result["pushed"] and set(result["files"]) == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    }
 
 
 def test_resume_retraces_the_uninterrupted_run(tmp_path, graph_file):
@@ -157,8 +208,10 @@ def test_resume_retraces_the_uninterrupted_run(tmp_path, graph_file):
     _train(tmp_path / "cut", graph_file, resume=True)
 
     def losses(run):
-        return [{k: v for k, v in m.items() if "loss" in k or k.startswith(("train_", "val_"))}
-                for m in read_metrics(tmp_path / run)]
+        return [
+            {k: v for k, v in m.items() if "loss" in k or k.startswith(("train_", "val_"))}
+            for m in read_metrics(tmp_path / run)
+        ]
 
     assert losses("full") == losses("cut") and len(losses("full")) == 3
     full = InfoAlignModel.from_pretrained(tmp_path / "full/model").state_dict()
@@ -177,11 +230,35 @@ def test_resume_refuses_a_changed_recipe(tmp_path, graph_file):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path, graph_file):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "train.infoalign", "train", "--graph", str(graph_file), "--out",
-           str(tmp_path / "ddp"), "--emb-dim", "16", "--num-layer", "2", "--epochs", "2",
-           "--batch-size", "8", "--threads", "1", "--save-dtype", "float16",
-           "--push", "someone/model", "--dry-run"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "train.infoalign",
+        "train",
+        "--graph",
+        str(graph_file),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--emb-dim",
+        "16",
+        "--num-layer",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--save-dtype",
+        "float16",
+        "--push",
+        "someone/model",
+        "--dry-run",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
