@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import json
-
-from embedkit.errors import ModelNotFoundError
-from embedkit.images.embedder import ImageEmbedder
-from embedkit.images.model import ARCHITECTURE as IMAGE_ARCHITECTURE
-from embedkit.images.model import ImageModel
-from embedkit.molecules.embedder import MoleculeEmbedder
-from embedkit.molecules.model import ARCHITECTURE as GIN_ARCHITECTURE
-from embedkit.molecules.model import InfoAlignModel
+from embedkit.registry import kind_of_folder
 from embedkit.zoo import resolve
 
 
 def load(
-    name: str, device: str = "auto", precision: str = "fp32", with_decoders: bool = False
-) -> MoleculeEmbedder | ImageEmbedder:
+    name: str,
+    device: str = "auto",
+    precision: str = "fp32",
+    with_heads: bool = False,
+    task: str | None = None,
+    command: str | None = None,
+):
     """Load `name[@rev]`, `hf-hub:org/repo[@rev]` or `local-dir:PATH`, verified by sha256.
 
-    Returns a `MoleculeEmbedder` or an `ImageEmbedder`, by the architecture in config.json.
-    Only safetensors + JSON are read (the zoo refuses pickle-only folders with the command
-    that converts them).
+    Returns the embedder of the model's kind (see `embedkit.registry`), chosen by the
+    architecture in config.json: a `MoleculeEmbedder`, an `ImageEmbedder`, … `with_heads`
+    also loads what lies beyond the encoder (InfoAlign's decoders, a classifier's head).
+    `task` ("molecules", "images", …) refuses a model of another task in one sentence
+    naming both (`command` names the asking command in that sentence). Only safetensors +
+    JSON are read (pickle-only folders are refused with the command that converts them).
     """
     resolved = resolve(name)
-    folder = resolved.folder
-    config = json.loads((folder / "config.json").read_text())
-    architecture = config.get("architecture")
-    if architecture == GIN_ARCHITECTURE:
-        model = InfoAlignModel.from_pretrained(folder, encoder_only=not with_decoders)
-        return MoleculeEmbedder(model, resolved.run_info(), device=device, precision=precision)
-    if architecture == IMAGE_ARCHITECTURE:
-        image_model = ImageModel.from_pretrained(folder)
-        return ImageEmbedder(image_model, resolved.run_info(), device=device, precision=precision)
-    raise ModelNotFoundError(f"{name}: architecture {architecture!r} is not one embedkit can load")
+    kind = kind_of_folder(resolved.folder)
+    kind.check_task(task, name, command)
+    model = kind.model_class().from_pretrained(resolved.folder, encoder_only=not with_heads)
+    return kind.embedder_class()(model, resolved.run_info(), device=device, precision=precision)

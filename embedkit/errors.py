@@ -23,3 +23,11 @@ class UntrustedFormatError(EmbedkitError):
 
 class IndexMismatchError(EmbedkitError):
     """An index used with a model (or embedkit format) other than the one that built it."""
+
+
+class ConfigError(EmbedkitError):
+    """A model's config.json (or weights file) is malformed, hostile or inconsistent."""
+
+
+class WrongTaskError(EmbedkitError):
+    """A model of one task (images, molecules…) given to a command of another."""

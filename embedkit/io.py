@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +112,34 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(folder: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside `folder`; swap it in only if the block succeeds.
+
+    An existing `folder` is renamed away, the staging folder renamed in, then the old one
+    removed: readers see the old folder or the new one, never a half-written one.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes folders owner-only
+        for path in staging.iterdir():
+            if path.is_file():
+                os.chmod(path, 0o666 & ~current_umask())
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = None) -> Path:

@@ -308,7 +308,7 @@ def test_seed_checkpoint_converts_and_embeds_like_upstream(seed_checkpoint, seed
     assert embedder.model.channels == RXRX1
     assert config["encoder"]["img_size"] == IMG and config["encoder"]["in_chans"] == 6
     assert config["encoder"]["cell_line_tokens"] == 0
-    assert config["normalisation"] == {"kind": "instance"}
+    assert config["normalization"] == {"kind": "instance"}
     x = torch.randn(5, 6, IMG, IMG, generator=torch.Generator().manual_seed(1))
     ours = torch.from_numpy(embedder.embed_crops(x))
     assert (ours - seed_reference(own(vit), x)).abs().max() < 1e-4

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedkit.molecules.model import CONFIG_NAME, WEIGHTS_NAME, InfoAlignModel
+from embedkit.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from embedkit.registry import kind_of_folder
 from embedkit.zoo import sha256_of
 
 REQUIRED = (CONFIG_NAME, WEIGHTS_NAME, "README.md")
@@ -24,12 +25,19 @@ def check_folder(folder: str | Path) -> dict[str, str]:
     card = (folder / "README.md").read_text()
     if not card.startswith("---\n") or "library_name: embedkit" not in card.split("---")[1]:
         raise ValueError(f"{folder}/README.md has no front matter with library_name: embedkit")
-    InfoAlignModel.from_pretrained(folder)  # the weights must load before anyone downloads them
+    # the weights must load, by the kind's own class, before anyone downloads them
+    kind_of_folder(folder).model_class().from_pretrained(folder)
     return {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def publish(folder: str | Path, repo_id: str | None, push: bool, private: bool = False,
-            commit_message: str = "Upload embedkit InfoAlign model", log=print) -> dict:
+def publish(
+    folder: str | Path,
+    repo_id: str | None,
+    push: bool,
+    private: bool = False,
+    commit_message: str = "Upload embedkit model",
+    log=print,
+) -> dict:
     """Dry run (push=False) or upload; returns files, sha256 and the pushed revision."""
     folder = Path(folder)
     files = check_folder(folder)
@@ -44,8 +52,9 @@ def publish(folder: str | Path, repo_id: str | None, push: bool, private: bool =
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                             commit_message=commit_message)
+    info = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message
+    )
     revision = getattr(info, "oid", None)
     log(f"pushed {repo_id} at revision {revision}: pin this revision in the zoo card")
     return {"pushed": True, "repo_id": repo_id, "revision": revision, "files": files}

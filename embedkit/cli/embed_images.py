@@ -8,11 +8,13 @@ import click
 
 from embedkit.cli.options import (
     DEFAULT_IMAGE_MODEL,
+    LAYOUTS,
     batch_size_option,
     device_option,
     friendly_errors,
     model_option_for,
     num_workers_option,
+    overwrite_option,
     precision_option,
     progress_option,
     show_progress,
@@ -54,7 +56,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     "--layout",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "rxrx", "phenix", "channel-names", "index-csv", "pattern"]),
+    type=click.Choice(LAYOUTS),
     help="How file names encode plate/well/site/channel.",
 )
 @click.option(
@@ -102,7 +104,8 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
 @click.option(
     "--resume",
     is_flag=True,
-    help="Skip plates whose output exists and matches its recorded sha256.",
+    help="Continue into OUT: keep plates already embedded with the same settings (sha256 "
+    "verified), embed the rest. Plates embedded with other settings are refused.",
 )
 @click.option(
     "--cell-line",
@@ -116,6 +119,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     help="Table of cell-line embeddings (name column + values).",
 )
 @progress_option
+@overwrite_option
 @friendly_errors
 def embed_images_cmd(
     plate_dirs,
@@ -138,6 +142,7 @@ def embed_images_cmd(
     cell_line,
     cell_line_embeddings,
     progress,
+    overwrite,
 ) -> None:
     """Embed the sites of PLATE_DIR(s): one row per site (or crop, or well) per plate.
 
@@ -150,20 +155,16 @@ def embed_images_cmd(
         --drop-channel ER --drop-channel Mito          # the JUMP site with 3 of 5 channels
     """
     from embedkit.api import load
-    from embedkit.errors import InputError
-    from embedkit.images.discovery import discover
     from embedkit.images.jobs import (
         EmbedImagesOptions,
         default_decode_workers,
-        embed_images,
+        embed_image_folders,
         parse_shard,
     )
-    from embedkit.images.embedder import ImageEmbedder
-    from embedkit.images.model import read_cell_line_table
 
-    embedder = load(model, device=device, precision=precision)
-    if not isinstance(embedder, ImageEmbedder):
-        raise InputError(f"{model} is not an image model; see `embedkit zoo list`")
+    embedder = load(
+        model, device=device, precision=precision, task="images", command="embed-images"
+    )
     mapping, drop = channel_map_from_options(channels, channel_map, embedder.model.channels)
     workers = num_workers if num_workers is not None else default_decode_workers()
     options = EmbedImagesOptions(
@@ -175,11 +176,12 @@ def embed_images_cmd(
         shard=parse_shard(shard),
         resume=resume,
         cell_line=cell_line,
-        cell_line_table=read_cell_line_table(cell_line_embeddings) if cell_line_embeddings else {},
         channel_map=mapping,
         drop_channels=tuple(drop_channel) + tuple(drop),
         progress=show_progress(progress),
+        overwrite=overwrite,
     )
-    index = discover(list(plate_dirs), layout=layout, pattern=pattern)
-    summary = embed_images(index, embedder, output, options)
+    summary = embed_image_folders(
+        plate_dirs, embedder, output, options, layout, pattern, cell_line_embeddings
+    )
     click.echo(summary.line())

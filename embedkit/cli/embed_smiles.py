@@ -12,6 +12,7 @@ from embedkit.cli.options import (
     friendly_errors,
     model_option,
     num_workers_option,
+    overwrite_option,
     precision_option,
     progress_option,
     show_progress,
@@ -25,7 +26,8 @@ from embedkit.cli.options import (
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad.",
+    help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad. Written "
+    "atomically; missing folders are created.",
 )
 @click.option(
     "-s",
@@ -56,6 +58,7 @@ from embedkit.cli.options import (
     help="Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it.",
 )
 @progress_option
+@overwrite_option
 @friendly_errors
 def embed_smiles(
     input_path,
@@ -69,12 +72,15 @@ def embed_smiles(
     precision,
     on_error,
     progress,
+    overwrite,
 ) -> None:
     """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order."""
     from embedkit.api import load
     from embedkit.molecules.jobs import embed_smiles_file
 
-    embedder = load(model, device=device, precision=precision)
+    embedder = load(
+        model, device=device, precision=precision, task="molecules", command="embed-smiles"
+    )
     summary = embed_smiles_file(
         input_path,
         output,
@@ -85,5 +91,6 @@ def embed_smiles(
         num_workers=num_workers,
         on_error=on_error,
         progress=show_progress(progress),
+        overwrite=overwrite,
     )
     click.echo(summary.line())

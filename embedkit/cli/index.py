@@ -11,6 +11,7 @@ from embedkit.cli.options import (
     index_dir_option,
     model_option,
     on_nan_option,
+    overwrite_option,
 )
 
 
@@ -28,7 +29,11 @@ def index_group() -> None:
 @index_group.command("build")
 @click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Index folder."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Index folder to create; missing parent folders are created.",
 )
 @model_option
 @click.option(
@@ -52,8 +57,11 @@ def index_group() -> None:
     help="auto = exact (flat) up to 1,000,000 profiles, HNSW above.",
 )
 @on_nan_option
+@overwrite_option
 @friendly_errors
-def index_build(profiles, output, model, feature_space, metric, index_type, on_nan) -> None:
+def index_build(
+    profiles, output, model, feature_space, metric, index_type, on_nan, overwrite
+) -> None:
     """Index PROFILES (a table with Metadata_ columns and feature columns).
 
     Feature columns are matched by name to the model's decoder spaces; a subset of a
@@ -61,11 +69,16 @@ def index_build(profiles, output, model, feature_space, metric, index_type, on_n
     model's training range, as the decoders saw them.
     """
     from embedkit.api import load
+    from embedkit.outputs import check_output_dir
     from embedkit.retrieval.jobs import build_index_file
 
-    embedder = load(model, device="cpu", with_decoders=True)
+    check_output_dir(output, overwrite)  # before the model loads
+
+    embedder = load(model, device="cpu", with_heads=True, task="molecules", command="index build")
     click.echo(
-        build_index_file(profiles, output, embedder, feature_space, metric, index_type, on_nan)
+        build_index_file(
+            profiles, output, embedder, feature_space, metric, index_type, on_nan, overwrite
+        )
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from embedkit.cli.options import friendly_errors
+from embedkit.registry import converters, get_converter
 
 
 @click.group("zoo")
@@ -73,8 +74,30 @@ def zoo_verify(names: tuple[str, ...]) -> None:
         )
 
 
-@zoo_group.command("convert")
-@click.argument("kind", type=click.Choice(["infoalign", "rxrx1-vit", "openphenom"]))
+def _convert_help() -> str:
+    """The help of `zoo convert`, listing the registry's converters (one source of truth)."""
+    from textwrap import wrap
+
+    lines = [
+        "Convert a third-party CHECKPOINT of KIND to safetensors + config.json.",
+        "",
+        "\b",
+        "KIND:",
+    ]
+    for conv in converters().values():
+        text = wrap(conv.help, 64)
+        lines.append(f"  {conv.name:<11} {text[0]}")
+        lines += [f"  {'':<11} {more}" for more in text[1:]]
+    lines += [
+        "",
+        "Pickles are opened with torch.load(weights_only=True); load the result with "
+        "`-m local-dir:OUTPUT`.",
+    ]
+    return "\n".join(lines)
+
+
+@zoo_group.command("convert", help=_convert_help())
+@click.argument("kind", type=click.Choice(list(converters())))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -85,32 +108,8 @@ def zoo_verify(names: tuple[str, ...]) -> None:
 )
 @friendly_errors
 def zoo_convert(kind: str, checkpoint: Path, output: Path) -> None:
-    """Convert a third-party CHECKPOINT of KIND to safetensors + config.json.
-
-    \b
-    KIND:
-      infoalign   InfoAlign's pretrain.pt (molecule GIN encoder + VIB head)
-      rxrx1-vit   the seed paper's RxRx1 ViT: best_{method}_vit-s.pt,
-                  final_encoder_vit-s.pt or a plain state dict (6 channels w1..w6,
-                  optional cell-line "GE" tokens)
-      openphenom  Recursion's OpenPhenom channel-agnostic ViT-S/16 (its model.safetensors).
-                  Its weights are NON-COMMERCIAL: embedkit ships this loader, never the
-                  weights; do not redistribute or use the converted folder commercially.
-
-    Pickles are opened with torch.load(weights_only=True); load the result with
-    `-m local-dir:OUTPUT`.
-    """
-    if kind == "infoalign":
-        from embedkit.molecules.convert import convert_infoalign
-
-        folder = convert_infoalign(checkpoint, output)
-    elif kind == "rxrx1-vit":
-        from embedkit.images.convert import convert_rxrx1_vit
-
-        folder = convert_rxrx1_vit(checkpoint, output)
-    else:
-        from embedkit.images.convert import convert_openphenom
-
-        folder = convert_openphenom(checkpoint, output)
-        click.echo("note: OpenPhenom weights are licensed for non-commercial use only")
+    converter = get_converter(kind)
+    folder = converter.run(checkpoint, output)
+    if converter.note:
+        click.echo(f"note: {converter.note}")
     click.echo(f"converted {checkpoint} → {folder}; use it with -m local-dir:{folder}")

@@ -59,7 +59,9 @@ def run_property_report(
     # loky recycles a worker whose memory grew (torch's allocator cache); jobs are resubmitted
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs")
     start = time.perf_counter()
-    embedder = embedkit.load(model, device="cpu", precision=precision)
+    embedder = embedkit.load(
+        model, device="cpu", precision=precision, task="molecules", command="evaluate property"
+    )
     model_name = str(embedder.run_info.get("model_id", model))
     methods = [
         embedder_method(model_name, embedder),

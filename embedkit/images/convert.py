@@ -17,18 +17,17 @@ used: the layouts were read from their sources and re-implemented.
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import torch
 
+from embedkit.checkpoints import read_checkpoint
 from embedkit.errors import InputError, UntrustedFormatError
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig, sincos_2d
 from embedkit.zoo import sha256_of
 
-WRAPPER_KEYS = ("state_dict", "encoder_state_dict", "model_state_dict", "model")
 SEED_PREFIX = "encoder."
 SEED_DUPLICATE = "backbone."
 SEED_RENAMES = {  # upstream ViT name prefix → ours
@@ -46,47 +45,6 @@ OPENPHENOM_LICENCE = (
     "must not be redistributed or used commercially."
 )
 HEAD_DIM = 64  # ViT-S/B convention; the seed checkpoints do not store the head count
-
-
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A flat name → tensor dict from a safetensors file or a tensor-only torch pickle."""
-    try:
-        from safetensors.torch import load_file
-
-        return dict(load_file(str(path)))
-    except Exception:  # not safetensors (e.g. a torch pickle named model.safetensors)
-        pass
-    try:
-        # argparse.Namespace holds the training arguments in some checkpoints; it builds
-        # a plain attribute bag and runs no code, so it is safe to allow.
-        # A handle, not the path: recent torch sends any *.safetensors path to safetensors,
-        # and upstream OpenPhenom saves a torch pickle under that name.
-        with open(path, "rb") as handle, torch.serialization.safe_globals([argparse.Namespace]):
-            blob = torch.load(handle, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError…
-        raise UntrustedFormatError(
-            f"{path}: neither safetensors nor a tensor-only torch checkpoint that can be "
-            f"loaded safely ({err.__class__.__name__}: {str(err).splitlines()[0][:200]}). "
-            "If you trust it, re-save just its state dict: "
-            "torch.save({'state_dict': ckpt['state_dict']}, 'clean.pt')"
-        ) from err
-    if isinstance(blob, dict):
-        for key in WRAPPER_KEYS:
-            if isinstance(blob.get(key), dict):
-                blob = blob[key]
-                break
-    if (
-        not isinstance(blob, dict)
-        or not blob
-        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items())
-    ):
-        kind = type(blob).__name__
-        keys = ", ".join(map(str, list(blob)[:5])) if isinstance(blob, dict) else ""
-        raise UntrustedFormatError(
-            f"{path}: expected a state dict of tensors (optionally under one of "
-            f"{', '.join(WRAPPER_KEYS)}), found a {kind}" + (f" with keys {keys}" if keys else "")
-        )
-    return blob
 
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -195,7 +153,7 @@ def convert_rxrx1_vit(
     digest = sha256_of(path)
     model = ImageModel(
         config,
-        normalisation={"kind": "instance"},
+        normalization={"kind": "instance"},
         cell_lines=lines,
         extra={
             "converted_from": path.name,
@@ -296,7 +254,7 @@ def convert_openphenom(
     digest = sha256_of(path)
     model = ImageModel(
         config,
-        normalisation={"kind": "instance"},
+        normalization={"kind": "instance"},
         extra={
             "converted_from": path.name,
             "source_sha256": digest,

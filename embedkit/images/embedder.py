@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import numpy as np
 import torch
 
-from embedkit.device import resolve_device
-from embedkit.images.model import ImageModel
-
-PRECISIONS = ("fp32", "bf16")
+from embedkit.embedder import BaseEmbedder, EmbedResult
 
 
-class ImageEmbedder:
-    """`embed_crops(crops, cell_line) -> (N, 384)` float32; the model stays in fp32."""
-
-    def __init__(
-        self,
-        model: ImageModel,
-        run_info: dict | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
-    ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.device = resolve_device(device)
-        self.precision = precision
-        self.model = model.eval().to(self.device)
-        self.run_info = dict(run_info or {})
+class ImageEmbedder(BaseEmbedder):
+    """`embed_crops(crops, cell_line) -> (N, D)` float32; the model stays in fp32."""
 
     def for_channels(self, kept: list[int]) -> ImageEmbedder:
         """An embedder whose encoder reads only the `kept` input channels.
@@ -43,15 +25,6 @@ class ImageEmbedder:
         model.encoder.keep_channels(kept)
         model.channels = [model.channels[i] for i in kept]
         return ImageEmbedder(model, self.run_info, str(self.device), self.precision)
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.model.embedding_dim
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def embed_crops(
@@ -67,8 +40,19 @@ class ImageEmbedder:
                 line = (
                     line.expand(len(chunk), -1) if line.dim() == 1 else line[start:][: len(chunk)]
                 )
-            with self._autocast():
+            with self.autocast():
                 out.append(self.model.encoder(chunk, line).float().cpu())
         if not out:
             return np.zeros((0, self.embedding_dim), np.float32)
         return torch.cat(out).numpy()
+
+    def embed(
+        self,
+        crops: torch.Tensor,
+        batch_size: int = 64,
+        progress: bool = False,
+        cell_line: torch.Tensor | None = None,
+    ) -> EmbedResult:
+        """The `Embedder` protocol over `embed_crops`: every crop is a valid row."""
+        vectors = self.embed_crops(crops, cell_line, batch_size)
+        return EmbedResult(vectors, np.ones(len(vectors), bool), [""] * len(vectors))

@@ -1,22 +1,20 @@
 """An image model as a Hub-layout folder: config.json (architecture, channels, crop size,
-normalisation, cell-line embeddings) + model.safetensors (encoder weights only)."""
+normalization, cell-line embeddings) + model.safetensors (see `embedkit.pretrained`)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from embedkit.errors import InputError
 from embedkit.images.vit import ImageEncoder, ViTConfig
+from embedkit.pretrained import PretrainedMixin, limits
 
 ARCHITECTURE = "embedkit-vit"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CELL_PAINTING = ["DNA", "ER", "RNA", "AGP", "Mito"]
 CELL_PAINTING_ALIASES = {  # stain / RxRx / CellProfiler names; Phenix "chN" numbers vary: map them
     "DNA": ["w1", "Hoechst", "DAPI", "OrigDNA"],
@@ -37,8 +35,24 @@ def default_channels(in_chans: int) -> tuple[list[str], dict[str, list[str]]]:
     return [f"c{i + 1}" for i in range(in_chans)], {}
 
 
-class ImageModel(nn.Module):
-    """The encoder plus what a user needs to feed it: channel names, crop size, normalisation."""
+@dataclass
+class ImageModelConfig:
+    """config.json of an image model (the constructor's keyword arguments)."""
+
+    encoder: ViTConfig = field(default_factory=ViTConfig)
+    channels: list[str] | None = None  # names in input order; default by channel count
+    channel_aliases: dict[str, list[str]] | None = None
+    crop_size: int | None = field(default=None, metadata=limits(1, 16384))
+    normalization: dict | None = None  # {"kind": "instance"} or the card's statistics
+    cell_lines: dict[str, list[float]] = field(default_factory=dict)  # name → embedding
+    extra: dict = field(default_factory=dict)  # recipe, data, provenance
+
+
+class ImageModel(PretrainedMixin, nn.Module):
+    """The encoder plus what a user needs to feed it: channel names, crop size, normalization."""
+
+    ARCHITECTURE = ARCHITECTURE
+    CONFIG_CLASS = ImageModelConfig
 
     def __init__(
         self,
@@ -46,7 +60,7 @@ class ImageModel(nn.Module):
         channels: list[str] | None = None,
         channel_aliases: dict[str, list[str]] | None = None,
         crop_size: int | None = None,
-        normalisation: dict | None = None,
+        normalization: dict | None = None,
         cell_lines: dict[str, list[float]] | None = None,
         extra: dict | None = None,
     ):
@@ -58,8 +72,14 @@ class ImageModel(nn.Module):
             raise ValueError(f"{len(self.channels)} channel names for {config.in_chans} inputs")
         self.channel_aliases = dict(aliases if channel_aliases is None else channel_aliases)
         self.crop_size = crop_size or config.img_size
-        self.normalisation = dict(normalisation or {"kind": "instance"})
+        self.normalization = dict(normalization or {"kind": "instance"})
         self.cell_lines = dict(cell_lines or {})
+        for line, vector in self.cell_lines.items():
+            if len(vector) != config.cell_line_dim:
+                raise ValueError(
+                    f"cell line {line!r} has {len(vector)} values, cell_line_dim is "
+                    f"{config.cell_line_dim}"
+                )
         self.extra = dict(extra or {})
         self.encoder = ImageEncoder(config)
 
@@ -67,35 +87,29 @@ class ImageModel(nn.Module):
     def embedding_dim(self) -> int:
         return self.encoder.config.embed_dim
 
-    def config(self) -> dict:
+    def input_spec(self) -> dict:
         return {
-            "architecture": ARCHITECTURE,
-            "encoder": self.encoder.config.to_dict(),
-            "embedding_dim": self.embedding_dim,
             "channels": self.channels,
             "channel_aliases": self.channel_aliases,
             "crop_size": self.crop_size,
-            "normalisation": self.normalisation,
-            "pooling": "mean of patch tokens",
-            "cell_lines": self.cell_lines,
-            **({"extra": self.extra} if self.extra else {}),
+            "bit_depth": "8- or 16-bit (scaled by the dtype's maximum, then normalized)",
+            "normalization": self.normalization,
+            "cell_lines": sorted(self.cell_lines),
         }
 
-    @classmethod
-    def from_config(cls, config: dict) -> ImageModel:
-        if config.get("architecture") != ARCHITECTURE:
-            raise ValueError(
-                f"config.json describes {config.get('architecture')!r}, expected {ARCHITECTURE!r}"
-            )
-        return cls(
-            ViTConfig(**config["encoder"]),
-            config.get("channels"),
-            config.get("channel_aliases"),
-            config.get("crop_size"),
-            config.get("normalisation"),
-            config.get("cell_lines"),
-            config.get("extra"),
+    def config_object(self) -> ImageModelConfig:
+        return ImageModelConfig(
+            self.encoder.config,
+            self.channels,
+            self.channel_aliases,
+            self.crop_size,
+            self.normalization,
+            self.cell_lines,
+            self.extra,
         )
+
+    def config(self) -> dict:
+        return {**super().config(), "pooling": "mean of patch tokens"}
 
     def cell_line_vector(self, name: str | None, table: dict | None = None) -> torch.Tensor | None:
         """The embedding of cell line `name` (from `table`, else the config); None if unused."""
@@ -121,25 +135,6 @@ class ImageModel(nn.Module):
                 f"{self.encoder.config.cell_line_dim}"
             )
         return torch.from_numpy(vector)
-
-    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
-            for k, v in self.encoder.state_dict().items()
-        }
-        save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> ImageModel:
-        folder = Path(folder)
-        model = cls.from_config(json.loads((folder / CONFIG_NAME).read_text()))
-        state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_NAME)).items()}
-        model.encoder.load_state_dict(state, strict=True)
-        return model.eval()
 
 
 def read_cell_line_table(path: str | Path) -> dict[str, list[float]]:

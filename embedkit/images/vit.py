@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block, ParallelScalingBlock, VisionTransformer
 from torch import nn
 
+from embedkit.pretrained import limits
+
 POS_EMBED_KINDS = ("learned", "sincos")
 
 
@@ -35,16 +37,22 @@ POS_EMBED_KINDS = ("learned", "sincos")
 class ViTConfig:
     """Architecture; stored in config.json. Defaults describe the early-fusion seed ViT."""
 
-    img_size: int = 256
-    patch_size: int = 16
-    in_chans: int = 6  # channel-agnostic: the number of *named* channels (any count works)
-    embed_dim: int = 384
-    depth: int = 12
-    num_heads: int = 6
-    mlp_ratio: float = 4.0
-    cell_line_tokens: int = 0  # k; 0 = no cell-line conditioning
-    cell_line_dim: int = 0  # width of the cell-line embedding the tokens are projected from
-    drop_path_rate: float = 0.0
+    img_size: int = field(default=256, metadata=limits(1, 16384))
+    patch_size: int = field(default=16, metadata=limits(1, 1024))
+    in_chans: int = field(
+        default=6, metadata=limits(1, 1024)
+    )  # channel-agnostic: the number of *named* channels (any count works)
+    embed_dim: int = field(default=384, metadata=limits(1, 16384))
+    depth: int = field(default=12, metadata=limits(1, 256))
+    num_heads: int = field(default=6, metadata=limits(1, 256))
+    mlp_ratio: float = field(default=4.0, metadata=limits(0.01, 64.0))
+    cell_line_tokens: int = field(
+        default=0, metadata=limits(0, 1024)
+    )  # k; 0 = no cell-line conditioning
+    cell_line_dim: int = field(
+        default=0, metadata=limits(0, 65536)
+    )  # width of the cell-line embedding the tokens are projected from
+    drop_path_rate: float = field(default=0.0, metadata=limits(0.0, 1.0))
     channel_agnostic: bool = False  # shared 1-channel patch conv, tokens per channel
     qkv_bias: bool = True
     qk_norm: bool = False
@@ -53,7 +61,9 @@ class ViTConfig:
     # timm 0.9.x added a parallel block's MLP bias at offset 3·D of the fused projection
     # (huggingface/pytorch-image-models#2653); weights trained then need that layout.
     legacy_mlp_bias: bool = False
-    pos_embed_kind: str = "learned"  # "learned" parameter or fixed "sincos" buffer
+    pos_embed_kind: str = field(
+        default="learned", metadata=limits(choices=POS_EMBED_KINDS)
+    )  # "learned" parameter or fixed "sincos" buffer
     final_norm: bool = True  # LayerNorm on the tokens before pooling
     extra: dict = field(default_factory=dict)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
+from embedkit.checkpoints import read_checkpoint
 from embedkit.errors import UntrustedFormatError
 from embedkit.molecules.gin import GINConfig
 from embedkit.molecules.model import InfoAlignModel
@@ -20,21 +19,6 @@ INFOALIGN_PREFIXES = ("graph_encoder.", "dist_net.")
 INFOALIGN_UNUSED = "graph_encoder.bond_encoder."
 
 
-def load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError…
-        raise UntrustedFormatError(
-            f"{path}: not a plain tensor checkpoint that can be loaded safely "
-            f"({err.__class__.__name__})"
-        ) from err
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UntrustedFormatError(f"{path}: expected a state dict of tensors")
-    return state
-
-
 def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """InfoAlign's `pretrain.pt` → an embedkit folder with the encoder and VIB head.
 
@@ -43,7 +27,7 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
     does not do retrieval.
     """
     checkpoint = Path(checkpoint)
-    state = load_state_dict_safely(checkpoint)
+    state = read_checkpoint(checkpoint)
     kept = {
         k: v
         for k, v in state.items()

@@ -7,14 +7,14 @@ One output row per input, in input order: an invalid SMILES gets a NaN vector,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedkit.device import resolve_device
+from embedkit.embedder import BaseEmbedder, EmbedResult
+from embedkit.errors import InputError
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
 from embedkit.molecules.gin import FeatureEmbedding
@@ -27,13 +27,6 @@ from embedkit.molecules.pipeline import (
     featurize_stream,
     fork_available,
 )
-
-
-@dataclass
-class EmbedResult:
-    embeddings: np.ndarray  # (n, d) float32, NaN rows where invalid
-    valid: np.ndarray  # (n,) bool
-    errors: list[str]  # "" where valid
 
 
 def freeze_embedding_norms(module: nn.Module) -> None:
@@ -60,7 +53,7 @@ def fuse_embeddings(module: nn.Module) -> None:
             child.fuse()
 
 
-class MoleculeEmbedder:
+class MoleculeEmbedder(BaseEmbedder):
     """A loaded molecule model: `embed_smiles(smiles) -> (embeddings, valid_mask)`."""
 
     def __init__(
@@ -70,27 +63,16 @@ class MoleculeEmbedder:
         device: str = "auto",
         precision: str = "fp32",
     ):
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
-        self.device = resolve_device(device)
-        self.precision = precision
-        self.model = model.eval().to(self.device)
+        super().__init__(model, run_info, device, precision)
         freeze_embedding_norms(self.model)
         self._frozen: FrozenEncoder | None = None
-        if precision == "bf16":
+        if self.precision == "bf16":
             # Weights and activations in bf16, not autocast: no per-call weight casts and half
             # the memory traffic (3.1k vs 2.1k mol/s for autocast on 2 CPU cores). Inference
             # runs a frozen copy built from the fp32 weights: BatchNorm folded in fp32, ReLU
-            # fused into pre-packed oneDNN matmuls (see inference.py); the module itself is
-            # still cast so that `self.model` matches the precision.
+            # fused into pre-packed oneDNN matmuls (see inference.py). `self.model` (and its
+            # decoders, which retrieval scores with) stays fp32.
             self._frozen = FrozenEncoder(self.model.encoder, torch.bfloat16, self.device)
-            self.model.to(torch.bfloat16)
-            fuse_embeddings(self.model)
-        self.run_info = dict(run_info or {})
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.model.embedding_dim
 
     def embed_smiles(
         self,
@@ -115,7 +97,7 @@ class MoleculeEmbedder:
             smiles = [smiles]
         smiles = list(smiles)
         if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
         # On a CPU, workers run featurisation and the model (one thread each); elsewhere they
         # only featurise. Both need enough rows to pay for starting processes.
         data_parallel = self.device.type == "cpu" and fork_available()

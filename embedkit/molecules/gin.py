@@ -10,23 +10,24 @@ Parameter names follow the layout of InfoAlign's released `pretrain.pt`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from embedkit.molecules.featurize import ATOM_VOCAB_SIZES, BOND_VOCAB_SIZES
+from embedkit.pretrained import limits
 
 
 @dataclass(frozen=True)
 class GINConfig:
     """Everything needed to rebuild the encoder; stored as plain JSON in `config.json`."""
 
-    num_layer: int = 5
-    emb_dim: int = 300
-    drop_ratio: float = 0.5
-    readout: str = "sum"
+    num_layer: int = field(default=5, metadata=limits(1, 64))
+    emb_dim: int = field(default=300, metadata=limits(1, 16384))
+    drop_ratio: float = field(default=0.5, metadata=limits(0.0, 1.0))
+    readout: str = field(default="sum", metadata=limits(choices=("sum",)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +68,23 @@ class FeatureEmbedding(nn.Module):
         for i in range(1, len(tables)):
             out = out + tables[i](codes[:, i])
         return out
+
+
+def apply_embedding_max_norm(module: nn.Module) -> None:
+    """Renormalise every row of every `nn.Embedding(max_norm=…)` in `module`, in place.
+
+    The rule is torch's own lookup renormalisation (`embedding_renorm_`): a row whose norm
+    exceeds `max_norm` is scaled by `max_norm / (norm + 1e-7)`, other rows are untouched.
+    Applied to all rows at once it makes later lookups' in-place renorm a no-op: training
+    calls it after each optimiser step (DDP replicas look up different rows, so they would
+    drift apart otherwise) and inference before switching `max_norm` off.
+    """
+    with torch.no_grad():
+        for emb in module.modules():
+            if isinstance(emb, nn.Embedding) and emb.max_norm is not None:
+                norms = emb.weight.norm(p=emb.norm_type, dim=1, keepdim=True)
+                scale = torch.where(norms > emb.max_norm, emb.max_norm / (norms + 1e-7), 1.0)
+                emb.weight.mul_(scale)
 
 
 def _mlp(dim: int, hidden: int, final_norm: bool) -> nn.Sequential:

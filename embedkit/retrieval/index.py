@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import ChecksumError, IndexMismatchError, InputError
-from embedkit.io import current_umask
+from embedkit.io import atomic_dir
 from embedkit.retrieval.scoring import candidate_vectors, check_metric
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
@@ -184,10 +181,7 @@ class ProfileIndex:
         folder = Path(folder)
         if folder.exists() and not (folder / MANIFEST_FILE).exists() and any(folder.iterdir()):
             raise InputError(f"{folder} exists and is not an embedkit index; choose another -o")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes folders owner-only
-        try:
+        with atomic_dir(folder) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.metadata.to_parquet(tmp / METADATA_FILE, index=False)
             manifest = {
@@ -197,17 +191,7 @@ class ProfileIndex:
                 "files": {n: sha256_of(tmp / n) for n in (INDEX_FILE, METADATA_FILE)},
             }
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            old = None
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old)
-            self.manifest = manifest
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        self.manifest = manifest
         return folder
 
     @classmethod

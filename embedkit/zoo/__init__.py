@@ -1,5 +1,8 @@
 """The model zoo: cards shipped in the package, and resolution of a name to verified files.
 
+The cards (`<name>.card.json`) and the small checkpoints that ship with embedkit
+(`<name>/config.json, model.safetensors, README.md`) are package data in this folder.
+
 A card is the model's contract (like timm's `pretrained_cfg`): architecture and config,
 embedding size, input spec, Hub repo at a pinned revision, per-file sha256, licence,
 citation and provenance. Resolution order for `name[@rev]`:
@@ -18,12 +21,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from embedkit.errors import ChecksumError, ModelNotFoundError, UntrustedFormatError
 
 CARD_SUFFIX = ".card.json"
+# Cards (and the small checkpoints shipped with the package) live beside this module.
+SHIPPED_DIR = Path(__file__).resolve().parent
 EXTRA_CARDS_ENV = "EMBEDKIT_EXTRA_CARDS"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
@@ -58,17 +62,14 @@ class ModelCard:
         return data
 
     def usage(self) -> str:
-        """A copy-paste snippet, as molfeat's cards offer."""
-        return (
-            "# command line\n"
-            f"embedkit embed-smiles molecules.csv -m {self.name} -o embeddings.parquet\n"
-            f"\n# Python\nimport embedkit\nmodel = embedkit.load({self.name!r})\n"
-            "embeddings, valid = model.embed_smiles(['CCO', 'c1ccccc1O'])\n"
-        )
+        """A copy-paste snippet for this model's kind, as molfeat's cards offer."""
+        from embedkit.registry import get_kind
+
+        return get_kind(self.architecture, where=f"zoo card {self.name}").usage_for(self.name)
 
 
 def _card_dirs() -> list[Path]:
-    dirs = [Path(str(resources.files("zoo")))]
+    dirs = [SHIPPED_DIR]
     extra = os.environ.get(EXTRA_CARDS_ENV)
     if extra:
         dirs += [Path(p) for p in extra.split(os.pathsep) if p]
