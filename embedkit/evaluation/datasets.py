@@ -48,8 +48,11 @@ class PropertyDataset:
         """Rows `index`, in that order (for subsampling and dropping invalid SMILES)."""
         index = np.asarray(index)
         return PropertyDataset(
-            self.name, [self.smiles[i] for i in index], self.labels[index],
-            list(self.task_names), self.task_type,
+            self.name,
+            [self.smiles[i] for i in index],
+            self.labels[index],
+            list(self.task_names),
+            self.task_type,
         )
 
 

@@ -82,9 +82,10 @@ class ProbeMLP(nn.Module):
         if isinstance(x, tuple):  # x @ W.T as a weighted sum of W's columns at the non-zeros
             index, values = x
             weight = self.first.weight.t().contiguous()
-            h = nn.functional.embedding_bag(
-                index, weight, per_sample_weights=values, mode="sum"
-            ) + self.first.bias
+            h = (
+                nn.functional.embedding_bag(index, weight, per_sample_weights=values, mode="sum")
+                + self.first.bias
+            )
         else:
             h = self.first(x)
         return self.rest(h)
@@ -140,9 +141,16 @@ def _to_scores(out: torch.Tensor, task_type: str) -> np.ndarray:
 
 
 def fit_mlp_probe(
-    x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-    x_test: np.ndarray, y_test: np.ndarray, task_type: str, seed: int = 0,
-    config: ProbeConfig | None = None, sparse: bool | None = None,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    task_type: str,
+    seed: int = 0,
+    config: ProbeConfig | None = None,
+    sparse: bool | None = None,
 ) -> HeadResult:
     """Train the MLP head; return valid/test scores (paper units) at the best valid epoch.
 
@@ -190,9 +198,16 @@ def fit_mlp_probe(
 
 
 def fit_random_forest(
-    x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-    x_test: np.ndarray, y_test: np.ndarray, task_type: str, seed: int = 0,
-    n_estimators: int = 200, n_jobs: int = 2,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    task_type: str,
+    seed: int = 0,
+    n_estimators: int = 200,
+    n_jobs: int = 2,
 ) -> HeadResult:
     """One forest per task on that task's labelled training rows (the paper's RF baseline).
 

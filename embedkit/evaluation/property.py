@@ -38,8 +38,22 @@ logger = logging.getLogger(__name__)
 Featuriser = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
 
 RESULT_COLUMNS = [
-    "dataset", "method", "head", "seed", "metric", "test_score", "valid_score", "best_epoch",
-    "n_train", "n_valid", "n_test", "n_tasks", "n_dropped", "feature_dim", "featurise_s", "fit_s",
+    "dataset",
+    "method",
+    "head",
+    "seed",
+    "metric",
+    "test_score",
+    "valid_score",
+    "best_epoch",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "n_tasks",
+    "n_dropped",
+    "feature_dim",
+    "featurise_s",
+    "fit_s",
 ]
 
 
@@ -72,7 +86,9 @@ def embedder_method(
 
 
 def random_init_method(
-    name: str = "random-init", like: MoleculeEmbedder | None = None, precision: str = "fp32",
+    name: str = "random-init",
+    like: MoleculeEmbedder | None = None,
+    precision: str = "fp32",
     batch_size: int = 256,
 ) -> Method:
     """The same architecture with random weights, re-drawn for every seed.
@@ -93,9 +109,7 @@ def random_init_method(
     return Method(name, featurise, "mlp", seed_dependent=True, info={"model_id": "random-init"})
 
 
-def ecfp_methods(
-    heads: Sequence[str] = ("mlp", "rf"), n_bits: int = 2048
-) -> list[Method]:
+def ecfp_methods(heads: Sequence[str] = ("mlp", "rf"), n_bits: int = 2048) -> list[Method]:
     """ECFP4 with each head; the fingerprints are computed once and shared."""
 
     def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +152,13 @@ def _featurise_all(
 
 
 def _fit(
-    head: str, arrays: list[np.ndarray], task_type: str, seed: int, probe: ProbeConfig | None,
-    rf_trees: int, in_worker: bool,
+    head: str,
+    arrays: list[np.ndarray],
+    task_type: str,
+    seed: int,
+    probe: ProbeConfig | None,
+    rf_trees: int,
+    in_worker: bool,
 ) -> tuple[HeadResult, float]:
     """One (method, seed) fit; a worker process runs it on one thread."""
     if in_worker:
@@ -188,8 +207,14 @@ def evaluate_property(
     def arrays(seed: int, method: Method) -> list[np.ndarray]:
         x = features[(method.features_key, seed if method.seed_dependent else None)][keep]
         y, split = kept.labels, splits[seed]
-        return [x[split.train], y[split.train], x[split.valid], y[split.valid],
-                x[split.test], y[split.test]]
+        return [
+            x[split.train],
+            y[split.train],
+            x[split.valid],
+            y[split.valid],
+            x[split.test],
+            y[split.test],
+        ]
 
     outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fit)(m.head, arrays(seed, m), kept.task_type, seed, probe, rf_trees, n_jobs != 1)
@@ -200,19 +225,35 @@ def evaluate_property(
         split = splits[seed]
         logger.info(
             "%s seed %d %s: test %.2f valid %.2f (%.1fs)",
-            dataset.name, seed, method.name, result.test_score, result.valid_score, fit_s,
+            dataset.name,
+            seed,
+            method.name,
+            result.test_score,
+            result.valid_score,
+            fit_s,
         )
-        rows.append({
-            "dataset": dataset.name, "method": method.name, "head": method.head,
-            "seed": seed, "metric": METRIC_NAMES[kept.task_type],
-            "test_score": result.test_score, "valid_score": result.valid_score,
-            "best_epoch": result.best_epoch, "n_train": len(split.train),
-            "n_valid": len(split.valid), "n_test": len(split.test),
-            "n_tasks": kept.labels.shape[1], "n_dropped": n_dropped,
-            "feature_dim": features[(method.features_key,
-                                     seed if method.seed_dependent else None)].shape[1],
-            "featurise_s": seconds[method.features_key], "fit_s": fit_s,
-        })
+        rows.append(
+            {
+                "dataset": dataset.name,
+                "method": method.name,
+                "head": method.head,
+                "seed": seed,
+                "metric": METRIC_NAMES[kept.task_type],
+                "test_score": result.test_score,
+                "valid_score": result.valid_score,
+                "best_epoch": result.best_epoch,
+                "n_train": len(split.train),
+                "n_valid": len(split.valid),
+                "n_test": len(split.test),
+                "n_tasks": kept.labels.shape[1],
+                "n_dropped": n_dropped,
+                "feature_dim": features[
+                    (method.features_key, seed if method.seed_dependent else None)
+                ].shape[1],
+                "featurise_s": seconds[method.features_key],
+                "fit_s": fit_s,
+            }
+        )
     order = {m.name: i for i, m in enumerate(methods)}
     rows.sort(key=lambda row: (list(seeds).index(row["seed"]), order[row["method"]]))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
