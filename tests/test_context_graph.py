@@ -20,14 +20,10 @@ from click.testing import CliRunner
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
-from train.context_graph import (
-    ContextGraph,
-    GraphConfig,
-    build_context_graph,
-    read_gct,
-    resolve_data_dir,
-    similarity_edges,
-)
+from embedkit.data_dir import resolve_data_dir
+from train.context_graph import ContextGraph, GraphConfig, build_context_graph
+from train.similarity import similarity_edges
+from train.sources import read_gct
 
 SMILES = {
     "A": "CC(=O)Oc1ccccc1C(=O)O",

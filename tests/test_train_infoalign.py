@@ -18,16 +18,12 @@ from rdkit.Chem import rdFingerprintGenerator
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.model import InfoAlignModel
 from train.context_graph import ContextGraph, FeatureSpace
-from train.infoalign import (
-    SpaceTargets,
-    TrainConfig,
-    featurize_cached,
-    infoalign_loss,
-    read_metrics,
-    run_training,
-    split_molecules,
-)
+from train.dataset import featurize_cached, split_molecules
+from train.infoalign import run_training
+from train.loss import SpaceTargets, infoalign_loss
+from train.metrics import read_metrics
 from train.publish import publish
+from train.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMILES = [

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir
+from embedkit.data_dir import resolve_data_dir
 from train.similarity import fingerprints, similarity_edges, standardise
 from train.sources import (
     L1000_SPACE,
@@ -46,32 +46,10 @@ from train.sources import (
     read_a549,
     read_benchmarks,
     read_cmea,
-    read_gct,
     read_gene_pairs,
     read_l1000_plate,
     read_targets,
 )
-
-# Readers and similarity edges moved to train.sources / train.similarity; importable here still.
-__all__ = [
-    "DATA_DIR_ENV",
-    "GENE",
-    "L1000_SPACE",
-    "MOLECULE",
-    "MORGAN_SPACE",
-    "ContextGraph",
-    "FeatureSpace",
-    "GraphConfig",
-    "MoleculeIndex",
-    "ProfileSet",
-    "build_context_graph",
-    "format_summary",
-    "locate_files",
-    "minmax_scale",
-    "read_gct",
-    "resolve_data_dir",
-    "similarity_edges",
-]
 
 MOLECULE = "molecule"
 GENE = "gene"
@@ -283,7 +261,7 @@ def build_context_graph(
     """Read every source found in `data_dir` and assemble the context graph."""
     config = config or GraphConfig()
     root = resolve_data_dir(data_dir)
-    files = locate_files(root, config)
+    files = locate_files(root, config.exclude_benchmarks)
     index = MoleculeIndex(lookup_tables(files))
     profiles = read_cmea(files, index)
     if "a549" in files:
@@ -295,7 +273,12 @@ def build_context_graph(
 
     excluded = excluded_keys(files) | set(config.exclude_molecules)
     mol_keys = [k for k in index.molecules if k not in excluded]
-    kept, morgan, ecfp = fingerprints([index.molecules[k] for k in mol_keys], config)
+    kept, morgan, ecfp = fingerprints(
+        [index.molecules[k] for k in mol_keys],
+        config.morgan_radius,
+        config.morgan_bits,
+        config.similarity_radius,
+    )
     dropped_molecules = len(mol_keys) - len(kept)
     mol_keys = [mol_keys[i] for i in kept]
     mol_id = {k: i for i, k in enumerate(mol_keys)}

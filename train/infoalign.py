@@ -33,45 +33,14 @@ import click
 import torch
 import torch.distributed as dist
 
+from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir
 from embedkit.io import read_table
-from train.context_graph import (
-    DATA_DIR_ENV,
-    ContextGraph,
-    GraphConfig,
-    build_context_graph,
-    format_summary,
-    resolve_data_dir,
-)
-from train.dataset import featurize_cached, split_molecules
+from train.context_graph import ContextGraph, GraphConfig, build_context_graph, format_summary
+from train.dataset import featurize_cached
 from train.distributed import Runtime, check_replicas, setup_runtime
-from train.loss import Pretrainer, SpaceTargets, infoalign_loss, space_targets
 from train.metrics import METRICS, read_metrics
 from train.sources import molecule_keys
 from train.trainer import CHECKPOINT, TrainConfig, Trainer
-
-# The names below were all defined here before the split; they stay importable from here.
-__all__ = [
-    "CHECKPOINT",
-    "METRICS",
-    "MODEL_DIR",
-    "Pretrainer",
-    "Runtime",
-    "SpaceTargets",
-    "TrainConfig",
-    "Trainer",
-    "build_graph_cmd",
-    "cli",
-    "featurize_cached",
-    "infoalign_loss",
-    "prepare_graph",
-    "publish_cmd",
-    "read_metrics",
-    "run_training",
-    "setup_runtime",
-    "space_targets",
-    "split_molecules",
-    "train_cmd",
-]
 
 MODEL_DIR = "model"
 

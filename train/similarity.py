@@ -7,15 +7,10 @@ bits, as the reference does; profiles compare column-standardised vectors (cosin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from rdkit.Chem import rdFingerprintGenerator
 
 from embedkit.molecules.featurize import parse_smiles
-
-if TYPE_CHECKING:
-    from train.context_graph import GraphConfig
 
 
 def similarity_edges(
@@ -50,13 +45,11 @@ def standardise(values: np.ndarray) -> np.ndarray:
 
 
 def fingerprints(
-    smiles: list[str], config: GraphConfig
+    smiles: list[str], target_radius: int, target_bits: int, similarity_radius: int
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Parse once; return kept indices, Morgan target bits and ECFP similarity bits."""
-    target = rdFingerprintGenerator.GetMorganGenerator(
-        radius=config.morgan_radius, fpSize=config.morgan_bits
-    )
-    sim = rdFingerprintGenerator.GetMorganGenerator(radius=config.similarity_radius, fpSize=1024)
+    """Parse once; return kept indices, Morgan target bits and ECFP similarity bits (1024)."""
+    target = rdFingerprintGenerator.GetMorganGenerator(radius=target_radius, fpSize=target_bits)
+    sim = rdFingerprintGenerator.GetMorganGenerator(radius=similarity_radius, fpSize=1024)
     kept, t_bits, s_bits = [], [], []
     for i, smi in enumerate(smiles):
         mol, _ = parse_smiles(smi)
@@ -65,5 +58,5 @@ def fingerprints(
         kept.append(i)
         t_bits.append(target.GetFingerprintAsNumPy(mol).astype(np.uint8))
         s_bits.append(sim.GetFingerprintAsNumPy(mol).astype(np.uint8))
-    empty = np.zeros((0, config.morgan_bits), np.uint8)
+    empty = np.zeros((0, target_bits), np.uint8)
     return kept, (np.stack(t_bits) if t_bits else empty), (np.stack(s_bits) if s_bits else empty)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,9 +17,6 @@ from rdkit import Chem
 
 from embedkit.molecules.featurize import parse_smiles
 from embedkit.zoo import sha256_of
-
-if TYPE_CHECKING:
-    from train.context_graph import GraphConfig
 
 L1000_SPACE = "l1000"  # one shared feature space for every L1000 dataset, keyed by gene
 
@@ -282,8 +278,11 @@ def read_gene_pairs(files: dict) -> pd.DataFrame:
     return pairs.apply(lambda s: s.str.strip().str.upper())
 
 
-def locate_files(data_dir: Path, config: GraphConfig) -> dict:
-    """The inputs found under `data_dir` (each optional, so partial data dirs still build)."""
+def locate_files(data_dir: Path, exclude_benchmarks: tuple[str, ...] = ()) -> dict:
+    """The inputs found under `data_dir` (each optional, so partial data dirs still build).
+
+    Benchmarks named in `exclude_benchmarks` are listed apart, so their molecules can be
+    held out of the graph."""
 
     def one(pattern: str) -> Path | None:
         found = sorted(data_dir.glob(pattern))
@@ -307,10 +306,8 @@ def locate_files(data_dir: Path, config: GraphConfig) -> dict:
     bench = {p.parent.name: p for p in sorted(data_dir.glob("benchmarks/*/structure.csv*"))}
     if (p := one("benchmarks/biogenadme/assays.csv*")) is not None:
         bench["biogenadme"] = p
-    files["benchmarks"] = {k: v for k, v in bench.items() if k not in config.exclude_benchmarks}
-    files["excluded_benchmarks"] = {
-        k: v for k, v in bench.items() if k in config.exclude_benchmarks
-    }
+    files["benchmarks"] = {k: v for k, v in bench.items() if k not in exclude_benchmarks}
+    files["excluded_benchmarks"] = {k: v for k, v in bench.items() if k in exclude_benchmarks}
     return files
 
 
