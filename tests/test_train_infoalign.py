@@ -158,6 +158,27 @@ def test_loss_is_alpha_weighted_nan_masked_bce_plus_kl():
     assert torch.equal(logits["unreached"].grad, torch.zeros(2, 3))  # ... but in the graph
 
 
+def test_embedding_max_norm_is_torchs_lookup_renorm_on_every_row():
+    """One max-norm rule (embedkit.molecules.gin) for training and inference: rows above
+    max_norm are scaled as nn.Embedding's lookup scales them; a row at exactly max_norm is
+    left alone (train/distributed.py's copy shrank it by 1e-7 after every step)."""
+    from embedkit.molecules.gin import apply_embedding_max_norm
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(6, 4, max_norm=1.0)
+    with torch.no_grad():
+        emb.weight.mul_(3.0)
+        emb.weight[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+        emb.weight[1] = torch.tensor([0.0, 0.5, 0.0, 0.0])
+    looked_up = emb.weight.detach().clone()
+    F.embedding(torch.arange(6), looked_up, max_norm=1.0)  # torch renormalises in place
+    apply_embedding_max_norm(emb)
+    torch.testing.assert_close(emb.weight.detach(), looked_up, rtol=0, atol=1e-7)
+    assert emb.weight[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert emb.weight[1].tolist() == [0.0, 0.5, 0.0, 0.0]
+    assert emb.weight.norm(dim=1).max() <= 1.0 + 1e-6
+
+
 def test_featurize_cache_round_trip(tmp_path):
     featurize_cached(SMILES[:5], tmp_path / "c.npz")
     cached = featurize_cached(SMILES[:5], tmp_path / "c.npz")  # read back from the file

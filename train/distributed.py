@@ -1,7 +1,8 @@
 """One process or a `torchrun` group (DDP: gloo on CPU, nccl on CUDA), behind one `Runtime`.
 
-Besides rank/world bookkeeping this holds the two guards that keep DDP replicas identical:
-embedding max-norm applied to all rows after each step, and a parameter checksum at the end.
+Besides rank/world bookkeeping this holds the guard that DDP replicas ended identical (a
+parameter checksum). Embedding max-norm, the other guard, is
+`embedkit.molecules.gin.apply_embedding_max_norm`, applied after every step.
 """
 
 from __future__ import annotations
@@ -50,21 +51,6 @@ def setup_runtime(threads: int | None) -> Runtime:
         dist.init_process_group("nccl" if cuda else "gloo")
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
     return Runtime(rank, world, device)
-
-
-def renorm_embeddings(model: nn.Module) -> None:
-    """Apply every embedding's max_norm to all rows after a step, on every rank.
-
-    `nn.Embedding(max_norm=…)` renormalises looked-up rows in place during forward; under
-    DDP each rank looks up different rows, so the replicas would drift apart. Doing it for
-    all rows after the update keeps them identical and makes the forward renorm a no-op.
-    """
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Embedding) and module.max_norm is not None:
-                norms = module.weight.norm(p=module.norm_type, dim=1, keepdim=True)
-                scale = (module.max_norm / (norms + 1e-7)).clamp(max=1.0)
-                module.weight.mul_(scale)
 
 
 def check_replicas(model: nn.Module, rt: Runtime) -> None:

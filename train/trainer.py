@@ -23,11 +23,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
-from embedkit.molecules.gin import GINConfig
+from embedkit.molecules.gin import GINConfig, apply_embedding_max_norm
 from embedkit.molecules.model import InfoAlignModel
 from train.context_graph import ContextGraph
 from train.dataset import split_molecules
-from train.distributed import Runtime, renorm_embeddings
+from train.distributed import Runtime
 from train.loss import Pretrainer, infoalign_loss, space_targets
 from train.metrics import METRICS, format_record, trim_metrics
 from train.walks import CSRGraph, random_walks
@@ -107,7 +107,7 @@ class Trainer:
                 "training": cfg.to_dict(),
             },
         ).to(rt.device)
-        renorm_embeddings(self.model)
+        apply_embedding_max_norm(self.model)
         self.plain = Pretrainer(self.model)  # evaluation: no DDP collectives
         self.net = DistributedDataParallel(self.plain) if rt.world > 1 else self.plain
         self.opt = torch.optim.Adam(
@@ -154,7 +154,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        renorm_embeddings(self.model)
+        apply_embedding_max_norm(self.model)
         return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
     def _accumulate(self, acc: list[float], values: dict, weight: float) -> None:
