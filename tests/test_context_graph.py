@@ -244,20 +244,20 @@ def test_edges_join_the_right_nodes(synthetic):
 def test_features_scaled_and_aligned(synthetic):
     _, graph = synthetic
     cp = graph.spaces["cp_cmea_u2os"]
-    assert cp.columns == ["Cells_A", "Cells_B", "Cells_C"]  # the all-NaN column is dropped
+    assert cp.spec.columns == ["Cells_A", "Cells_B", "Cells_C"]  # the all-NaN column is dropped
     rows = cp.values[cp.node_rows[[_node(graph, f"cp_cmea_u2os:{PERT[k]}") for k in "ABC"]]]
     np.testing.assert_allclose(rows[:, 0], [0.0, 1.0, 0.5])
     assert np.isnan(rows[0, 1]) and rows[1, 1] == 0.0 and rows[2, 1] == 1.0
     assert (rows[:, 2] == 0.0).all()  # constant column
-    np.testing.assert_allclose(cp.min, [1.0, -1.0, 5.0])
-    np.testing.assert_allclose(cp.max, [3.0, 1.0, 5.0])
+    np.testing.assert_allclose(cp.spec.min, [1.0, -1.0, 5.0])
+    np.testing.assert_allclose(cp.spec.max, [3.0, 1.0, 5.0])
 
     a549 = graph.spaces["cp_lincs_a549"]  # medians of 2 wells: A@10 → 2, A@1 → 2, D@10 → 5
     x = a549.values[a549.node_rows[_node(graph, f"cp_lincs_a549:{PERT['D']}@10")], 0]
-    assert x == pytest.approx(1.0) and a549.min[0] == pytest.approx(2.0)
+    assert x == pytest.approx(1.0) and a549.spec.min[0] == pytest.approx(2.0)
 
     l1000 = graph.spaces["l1000"]
-    assert l1000.columns == GENES and (l1000.node_rows >= 0).sum() == 6
+    assert l1000.spec.columns == GENES and (l1000.node_rows >= 0).sum() == 6
     assert np.nanmin(l1000.values) == 0.0 and np.nanmax(l1000.values) == 1.0
 
     morgan = graph.spaces["morgan"]
@@ -268,6 +268,28 @@ def test_features_scaled_and_aligned(synthetic):
     assert graph.feature_spaces_json()["cp_cmea_u2os"]["max"] == [3.0, 1.0, 5.0]
 
 
+def test_retrieval_scales_profiles_with_the_spec_training_used(synthetic):
+    """One feature-space spec: the scaled profiles the decoders learn are what retrieval's
+    scaling gives for the same raw profiles, read back from the model's JSON."""
+    from embedkit.molecules.feature_spaces import FeatureSpaceSpec
+    from embedkit.retrieval.spaces import match_feature_space, scale_profiles
+
+    root, graph = synthetic
+    cp = graph.spaces["cp_cmea_u2os"]
+    rows = cp.values[cp.node_rows[[_node(graph, f"cp_cmea_u2os:{PERT[k]}") for k in "ABC"]]]
+    table = pd.read_parquet(root / "profiles/cmea_u2os_morphology.parquet")
+    raw = table[["Cells_A", "Cells_B", "Cells_C"]].to_numpy(np.float64)
+    spaces = json.loads(json.dumps(graph.feature_spaces_json()))  # as config.json holds them
+    spec = FeatureSpaceSpec.from_json(spaces["cp_cmea_u2os"])
+    assert spec.kind == "profile" and spec.info == {"datasets": ["cp_cmea_u2os"]}
+    np.testing.assert_array_equal(spec.scale(raw), rows)
+    match = match_feature_space(["cells_c", "cells_a", "cells_b"], spaces)
+    np.testing.assert_array_equal(scale_profiles(raw, match), rows)
+    beyond = scale_profiles(np.array([[10.0, -5.0, 7.0]]), match)  # outside the training range
+    assert beyond.tolist() == [[1.0, 0.0, 1.0]]
+    assert FeatureSpaceSpec.from_json(spaces["morgan"]).kind == "fingerprint"
+
+
 def test_save_load_round_trip(synthetic, tmp_path):
     _, graph = synthetic
     path = graph.save(tmp_path / "g.npz")
@@ -276,7 +298,7 @@ def test_save_load_round_trip(synthetic, tmp_path):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(graph, name))
     for name, space in graph.spaces.items():
         np.testing.assert_array_equal(loaded.spaces[name].values, space.values)
-        assert loaded.spaces[name].columns == space.columns
+        assert loaded.spaces[name].spec.to_json() == space.spec.to_json()
     summary = json.loads(path.with_suffix(".json").read_text())["summary"]
     assert summary == graph.summary()
     with np.load(path, allow_pickle=False) as z:  # plain arrays only

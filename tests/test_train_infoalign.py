@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
+from embedkit.molecules.feature_spaces import FeatureSpaceSpec
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.model import InfoAlignModel
 from train.context_graph import ContextGraph, FeatureSpace
@@ -70,15 +71,15 @@ def tiny_graph(seed: int = 0) -> ContextGraph:
     p_rows[n_mol + n_gene :] = np.arange(n_prof)
     spaces = {
         "morgan": FeatureSpace(
-            [f"b{i}" for i in range(1024)],
+            FeatureSpaceSpec.fingerprint([f"b{i}" for i in range(1024)]),
             bits.astype(np.uint8),
             m_rows,
-            np.zeros(1024),
-            np.ones(1024),
             binary=True,
         ),
         "cp_test": FeatureSpace(
-            [f"Cells_{i}" for i in range(6)], profiles, p_rows, np.zeros(6), np.full(6, 2.0)
+            FeatureSpaceSpec([f"Cells_{i}" for i in range(6)], np.zeros(6), np.full(6, 2.0)),
+            profiles,
+            p_rows,
         ),
     }
     src = list(range(n_prof)) + [0, 1, 2, 3, 4, 5] + [0, 2]

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.data_dir import resolve_data_dir
+from embedkit.molecules.feature_spaces import PROFILE, FeatureSpaceSpec
 from train.similarity import fingerprints, similarity_edges, standardise
 from train.sources import (
     L1000_SPACE,
@@ -81,15 +82,13 @@ class GraphConfig:
 
 @dataclass
 class FeatureSpace:
-    """Scaled features of the nodes that have them; `node_rows[n]` is node n's row or -1."""
+    """One decoder target space: its spec (columns, min–max range) and the scaled values of
+    the nodes that have them; `node_rows[n]` is node n's row or -1."""
 
-    columns: list[str]
+    spec: FeatureSpaceSpec
     values: np.ndarray  # rows × d, float32 in [0, 1] with NaN = missing (uint8 when binary)
     node_rows: np.ndarray  # (num_nodes,) int64
-    min: np.ndarray
-    max: np.ndarray
     binary: bool = False
-    info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -118,7 +117,7 @@ class ContextGraph:
         nodes = {t: int((self.node_type == i).sum()) for i, t in enumerate(self.meta["node_types"])}
         edges = {t: int((self.edge_type == i).sum()) for i, t in enumerate(self.meta["edge_types"])}
         spaces = {
-            n: {"dim": len(s.columns), "nodes": int((s.node_rows >= 0).sum())}
+            n: {"dim": len(s.spec.columns), "nodes": int((s.node_rows >= 0).sum())}
             for n, s in self.spaces.items()
         }
         return {
@@ -130,16 +129,8 @@ class ContextGraph:
         }
 
     def feature_spaces_json(self) -> dict:
-        """Columns and min-max bounds per space: what retrieval needs to undo the scaling."""
-        return {
-            name: {
-                "columns": list(s.columns),
-                "min": [float(v) for v in s.min],
-                "max": [float(v) for v in s.max],
-                **s.info,
-            }
-            for name, s in self.spaces.items()
-        }
+        """Each space's spec as plain JSON: what retrieval needs to scale profiles alike."""
+        return {name: s.spec.to_json() for name, s in self.spaces.items()}
 
     def save(self, path: str | Path) -> Path:
         """One compressed `.npz` (plain arrays, loadable with allow_pickle=False) + `.json`."""
@@ -160,11 +151,11 @@ class ContextGraph:
             arrays |= {
                 f"space__{name}__values": values,
                 f"space__{name}__rows": s.node_rows,
-                f"space__{name}__columns": np.asarray(s.columns, dtype=str),
-                f"space__{name}__min": s.min,
-                f"space__{name}__max": s.max,
+                f"space__{name}__columns": np.asarray(s.spec.columns, dtype=str),
+                f"space__{name}__min": s.spec.min,
+                f"space__{name}__max": s.spec.max,
             }
-            spaces_meta[name] = {"binary": s.binary, "info": s.info}
+            spaces_meta[name] = {"binary": s.binary, "info": {"kind": s.spec.kind, **s.spec.info}}
         meta = {**self.meta, "spaces": spaces_meta, "summary": self.summary()}
         arrays["meta_json"] = np.asarray(json.dumps(meta))
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -183,15 +174,12 @@ class ContextGraph:
                 columns = [str(c) for c in z[f"space__{name}__columns"]]
                 if sm["binary"]:
                     values = np.unpackbits(values, axis=1, count=len(columns))
-                spaces[name] = FeatureSpace(
-                    columns,
-                    values,
-                    z[f"space__{name}__rows"],
-                    z[f"space__{name}__min"],
-                    z[f"space__{name}__max"],
-                    sm["binary"],
-                    sm["info"],
+                info = dict(sm["info"])
+                kind = info.pop("kind", PROFILE)
+                spec = FeatureSpaceSpec(
+                    columns, z[f"space__{name}__min"], z[f"space__{name}__max"], kind, info
                 )
+                spaces[name] = FeatureSpace(spec, values, z[f"space__{name}__rows"], sm["binary"])
             return cls(
                 z["node_type"],
                 z["node_key"],
@@ -203,13 +191,6 @@ class ContextGraph:
                 spaces,
                 meta,
             )
-
-
-def minmax_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NaN-aware per-column min-max to [0, 1]; constant columns map to 0."""
-    lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return ((values - lo) / span).astype(np.float32), lo, hi
 
 
 def _expression_edges(ps: ProfileSet, config: GraphConfig) -> list[tuple[str, str]]:
@@ -365,15 +346,12 @@ def _morgan_space(bits: np.ndarray, n: int, config: GraphConfig) -> FeatureSpace
     rows = np.full(n, -1, np.int64)
     rows[: len(bits)] = np.arange(len(bits))
     d = config.morgan_bits
-    return FeatureSpace(
+    spec = FeatureSpaceSpec.fingerprint(
         [f"Morgan_r{config.morgan_radius}_{i:04d}" for i in range(d)],
-        bits,
-        rows,
-        np.zeros(d),
-        np.ones(d),
-        binary=True,
-        info={"kind": "fingerprint", "radius": config.morgan_radius, "n_bits": d},
+        radius=config.morgan_radius,
+        n_bits=d,
     )
+    return FeatureSpace(spec, bits, rows, binary=True)
 
 
 def _profile_space(name: str, members: list[tuple[ProfileSet, int]], n: int):
@@ -383,12 +361,11 @@ def _profile_space(name: str, members: list[tuple[ProfileSet, int]], n: int):
     raw = np.concatenate([f.reindex(columns=columns).to_numpy(np.float64) for f in frames])
     present = ~np.isnan(raw).all(axis=0)
     raw, columns = raw[:, present], [c for c, p in zip(columns, present, strict=True) if p]
-    scaled, lo, hi = minmax_scale(raw)
+    spec = FeatureSpaceSpec.fit(raw, columns, datasets=[ps.node_type for ps, _ in members])
     nodes = np.concatenate([off + np.arange(len(ps.keys)) for ps, off in members]).astype(np.int64)
     rows = np.full(n, -1, np.int64)
     rows[nodes] = np.arange(len(nodes))
-    info = {"kind": "profile", "datasets": [ps.node_type for ps, _ in members]}
-    return FeatureSpace(columns, scaled, rows, lo, hi, info=info), nodes, raw
+    return FeatureSpace(spec, spec.scale(raw), rows), nodes, raw
 
 
 def _source_counts(index: MoleculeIndex, keys: list[str]) -> dict[str, int]:

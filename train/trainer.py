@@ -98,7 +98,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = InfoAlignModel(
             GINConfig(num_layer=cfg.num_layer, emb_dim=cfg.emb_dim, drop_ratio=cfg.drop_ratio),
-            {name: len(s.columns) for name, s in graph.spaces.items()},
+            {name: len(s.spec.columns) for name, s in graph.spaces.items()},
             cfg.decoder_dropout,
             extra={
                 "feature_spaces": graph.feature_spaces_json(),

@@ -1,9 +1,10 @@
 """Match a profile table's feature columns to one of the model's decoder feature spaces.
 
-A model trained by `train.infoalign` records, per decoder, the column names of its
-feature space and the min/max used to scale them to [0, 1]. Users' tables rarely carry
-exactly our feature selection, so matching is by column name (case-insensitive) and any
-subset of a space is accepted: only the shared columns are scored.
+A model trained by `train.infoalign` records, per decoder, its feature space
+(`embedkit.molecules.feature_spaces.FeatureSpaceSpec`: column names and the min/max that
+scale them to [0, 1]). Users' tables rarely carry exactly our feature selection, so
+matching is by column name (case-insensitive) and any subset of a space is accepted: only
+the shared columns are scored, scaled by the same spec training used.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from embedkit.errors import InputError
+from embedkit.molecules.feature_spaces import PROFILE, FeatureSpaceSpec
 
 METADATA_PREFIX = "Metadata_"
 
@@ -29,6 +31,11 @@ class SpaceMatch:
     max: np.ndarray
     space_size: int
     ignored: list[str]  # the table's feature columns the space does not have
+
+    @property
+    def spec(self) -> FeatureSpaceSpec:
+        """The shared columns' part of the decoder's space (under the table's names)."""
+        return FeatureSpaceSpec(self.columns, self.min, self.max)
 
     def to_dict(self) -> dict:
         return {
@@ -63,9 +70,13 @@ def profile_feature_columns(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def profile_spaces(feature_spaces: dict) -> dict[str, dict]:
+def profile_spaces(feature_spaces: dict) -> dict[str, FeatureSpaceSpec]:
     """The model's decoder spaces that describe measured profiles (not fingerprints)."""
-    return {n: s for n, s in feature_spaces.items() if s.get("kind") == "profile"}
+    return {
+        n: FeatureSpaceSpec.from_json(s)
+        for n, s in feature_spaces.items()
+        if s.get("kind") == PROFILE
+    }
 
 
 def describe_spaces(feature_spaces: dict) -> str:
@@ -73,7 +84,7 @@ def describe_spaces(feature_spaces: dict) -> str:
     if not spaces:
         return "none (this model has no profile decoders)"
     return "; ".join(
-        f"{n} ({len(s['columns'])} columns, e.g. {', '.join(s['columns'][:3])})"
+        f"{n} ({len(s.columns)} columns, e.g. {', '.join(s.columns[:3])})"
         for n, s in spaces.items()
     )
 
@@ -92,7 +103,7 @@ def match_feature_space(
         raise InputError("the profile table has no numeric feature columns (non-Metadata_)")
     wanted = {c.lower(): c for c in columns}
     candidates = [name] if name is not None else sorted(spaces)
-    counts = {sp: sum(c.lower() in wanted for c in spaces[sp]["columns"]) for sp in candidates}
+    counts = {sp: sum(c.lower() in wanted for c in spaces[sp].columns) for sp in candidates}
     top = max(counts.values(), default=0)
     winners = [sp for sp, n in counts.items() if n == top and n > 0]
     if len(winners) > 1:
@@ -108,23 +119,23 @@ def match_feature_space(
             f"{describe_spaces(feature_spaces)}"
         )
     space = spaces[best[1]]
-    index = [i for i, c in enumerate(space["columns"]) if c.lower() in wanted]
-    shared_lower = {space["columns"][i].lower() for i in index}
+    index = [i for i, c in enumerate(space.columns) if c.lower() in wanted]
+    shared = space.subset(index)
+    shared_lower = {c.lower() for c in shared.columns}
     return SpaceMatch(
         name=best[1],
-        columns=[wanted[space["columns"][i].lower()] for i in index],
+        columns=[wanted[c.lower()] for c in shared.columns],
         decoder_index=np.asarray(index, dtype=np.int64),
-        min=np.asarray(space["min"], dtype=np.float64)[index],
-        max=np.asarray(space["max"], dtype=np.float64)[index],
-        space_size=len(space["columns"]),
+        min=shared.min,
+        max=shared.max,
+        space_size=len(space.columns),
         ignored=[c for c in columns if c.lower() not in shared_lower],
     )
 
 
 def scale_profiles(values: np.ndarray, space: SpaceMatch) -> np.ndarray:
     """Min-max scale with the training range and clip to [0, 1], as the decoders saw them."""
-    span = np.where(space.max > space.min, space.max - space.min, 1.0)
-    return np.clip((values - space.min) / span, 0.0, 1.0).astype(np.float32)
+    return space.spec.scale(values)
 
 
 def nan_rows(values: np.ndarray) -> np.ndarray:
