@@ -305,6 +305,24 @@ def test_save_load_round_trip(synthetic, tmp_path):
         assert "meta_json" in z.files
 
 
+def test_a_failed_save_keeps_the_previous_graph_and_leaves_no_temp_file(
+    synthetic, tmp_path, monkeypatch
+):
+    _, graph = synthetic
+    path = graph.save(tmp_path / "g.npz")
+    before = path.read_bytes(), path.with_suffix(".json").read_bytes()
+
+    def crash(handle, **arrays):
+        handle.write(b"half a graph")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", crash)
+    with pytest.raises(OSError, match="disk full"):
+        graph.save(path)
+    assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.npz"]
+
+
 def test_similarity_edges_threshold_and_sparsity():
     x = np.array([[1, 0, 0], [1, 0.1, 0], [1, 0.3, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], float)
     i, j, s = similarity_edges(x, threshold=0.8, sparsity=0.0)

@@ -192,6 +192,17 @@ def test_featurize_cache_round_trip(tmp_path):
     assert len(other) == 3
 
 
+def test_a_failed_cache_write_leaves_no_file_behind(tmp_path, monkeypatch):
+    def crash(handle, **arrays):
+        handle.write(b"half a cache")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", crash)
+    with pytest.raises(OSError, match="disk full"):
+        featurize_cached(SMILES[:3], tmp_path / "c.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_training_decreases_loss_and_writes_a_loadable_folder(tmp_path, graph_file):
     folder = _train(tmp_path / "run", graph_file, epochs=6, drop_ratio=0.0, decoder_dropout=0.0)
     metrics = read_metrics(tmp_path / "run")

@@ -27,13 +27,13 @@ similarity edges in `train.similarity`; this module assembles the graph and stor
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embedkit.data_dir import resolve_data_dir
+from embedkit.io import atomic_path
 from embedkit.molecules.feature_spaces import PROFILE, FeatureSpaceSpec
 from train.similarity import fingerprints, similarity_edges, standardise
 from train.sources import (
@@ -133,9 +133,9 @@ class ContextGraph:
         return {name: s.spec.to_json() for name, s in self.spaces.items()}
 
     def save(self, path: str | Path) -> Path:
-        """One compressed `.npz` (plain arrays, loadable with allow_pickle=False) + `.json`."""
+        """One compressed `.npz` (plain arrays, loadable with allow_pickle=False) + `.json`,
+        each written atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             "node_type": self.node_type,
             "node_key": self.node_key,
@@ -158,10 +158,10 @@ class ContextGraph:
             spaces_meta[name] = {"binary": s.binary, "info": {"kind": s.spec.kind, **s.spec.info}}
         meta = {**self.meta, "spaces": spaces_meta, "summary": self.summary()}
         arrays["meta_json"] = np.asarray(json.dumps(meta))
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # no ".npz" appended
+            np.savez_compressed(handle, **arrays)
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod

@@ -8,12 +8,12 @@ hashes the molecule key rather than its position, so it survives rebuilding the 
 from __future__ import annotations
 
 import hashlib
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from embedkit.io import atomic_path
 from embedkit.molecules.featurize import MolGraph, smiles_to_graph
 from train.context_graph import ContextGraph
 
@@ -33,18 +33,16 @@ def featurize_cached(smiles: list[str], cache: Path) -> list[MolGraph]:
         graphs.append(graph)
     atoms = np.cumsum([0] + [g.num_nodes for g in graphs])
     bonds = np.cumsum([0] + [g.edge_index.shape[1] for g in graphs])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez_compressed(  # OGB codes fit in uint8; the cache is read once per process
-        tmp,
-        key=np.asarray(key),
-        atoms=atoms,
-        bonds=bonds,
-        x=np.concatenate([g.x for g in graphs]).astype(np.uint8),
-        edge_index=np.concatenate([g.edge_index for g in graphs], axis=1).astype(np.int32),
-        edge_attr=np.concatenate([g.edge_attr for g in graphs]).astype(np.uint8),
-    )
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:  # OGB codes fit in uint8
+        np.savez_compressed(
+            handle,
+            key=np.asarray(key),
+            atoms=atoms,
+            bonds=bonds,
+            x=np.concatenate([g.x for g in graphs]).astype(np.uint8),
+            edge_index=np.concatenate([g.edge_index for g in graphs], axis=1).astype(np.int32),
+            edge_attr=np.concatenate([g.edge_attr for g in graphs]).astype(np.uint8),
+        )
     return graphs
 
 
