@@ -81,7 +81,7 @@ def test_on_error_raise_writes_nothing_and_keeps_old_output(tmp_path, model_arg)
     src.write_text("smiles\nCCO\nnot_a_smiles\n")
     out = tmp_path / "out.parquet"
     out.write_text("previous good output")
-    result = run(str(src), "-o", str(out), "--on-error", "raise", *model_arg)
+    result = run(str(src), "-o", str(out), "--on-error", "raise", "--overwrite", *model_arg)
     assert result.returncode == 2
     assert "row 2" in result.stderr and "not_a_smiles" in result.stderr
     assert out.read_text() == "previous good output"
@@ -148,5 +148,5 @@ def test_smi_input_and_first_column_default(tmp_path, model_arg):
     assert pd.read_csv(out)["Metadata_name"].tolist() == ["ethanol", "benzene"]
     csv = tmp_path / "nosmiles.csv"
     csv.write_text("structure,id\nCCO,1\n")
-    assert run(str(csv), "-o", str(out), *model_arg).returncode == 0
+    assert run(str(csv), "-o", str(out), "--overwrite", *model_arg).returncode == 0
     assert pd.read_csv(out)["Metadata_SMILES"].tolist() == ["CCO"]

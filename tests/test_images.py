@@ -420,5 +420,120 @@ def test_plates_of_several_folders_stay_apart_and_resume_checks_settings(
         "HUVEC-02_Plate1.parquet",
     ]
     assert "2 already complete" in run_cli(*args, "--resume").output
-    # other settings: the old plates do not count as done
-    assert "2 plates embedded" in run_cli(*args, "--resume", "--level", "crop").output
+    # other settings: the old plates do not count as done, and are not replaced silently
+    refused = run_cli(*args, "--resume", "--level", "crop")
+    assert refused.exit_code == 2 and "other settings" in refused.output
+    assert "level 'site', not 'crop'" in refused.output
+    replaced = run_cli(*args, "--resume", "--level", "crop", "--overwrite")
+    assert "2 plates embedded" in replaced.output
+
+
+def plate_settings(out: Path, plate: str) -> dict:
+    from embedkit.io import read_run_info
+
+    return read_run_info(out / "plates" / f"{plate}.parquet")
+
+
+def assert_manifest_describes_its_plates(out: Path) -> dict:
+    """The settings at the top of manifest.json are those of every plate it lists."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    for record in manifest["plates"]:
+        settings = plate_settings(out, Path(record["file"]).stem)
+        for key in ("crop_mode", "level", "n_crops", "cell_line_embedding_sha256"):
+            assert settings.get(key) == manifest.get(key), (record["plate"], key)
+    return manifest
+
+
+def test_resume_keeps_only_plates_of_the_same_crops_and_says_which_setting_differs(
+    tmp_path, tiny_image_model
+):
+    """--n-crops was left out of the resume hash: plates of 2 random crops were kept for a
+    run asking for 3."""
+    root = tmp_path / "exp"
+    write_rxrx_plate(root, "Plate1", ["B02"], sites=1)
+    out, model = tmp_path / "emb", f"local-dir:{tiny_image_model}"
+    args = ["embed-images", root, "-o", out, "-m", model, "-n", 0, "--crop-mode", "random"]
+    assert run_cli(*args, "--n-crops", 2).exit_code == 0
+    assert pd.read_parquet(out / "plates" / "Plate1.parquet").Metadata_Crops.tolist() == [2]
+    resumed = run_cli(*args, "--n-crops", 3, "--resume")
+    assert resumed.exit_code == 2 and "n_crops 2, not 3" in resumed.output
+    assert pd.read_parquet(out / "plates" / "Plate1.parquet").Metadata_Crops.tolist() == [2]
+    assert "1 plates embedded" in run_cli(*args, "--n-crops", 3, "--resume", "--overwrite").output
+    assert pd.read_parquet(out / "plates" / "Plate1.parquet").Metadata_Crops.tolist() == [3]
+    assert "1 already complete" in run_cli(*args, "--n-crops", 3, "--resume").output
+    # --n-crops does not change tiles: changing it there is no new setting
+    tiles = ["embed-images", root, "-o", tmp_path / "tiles", "-m", model, "-n", 0]
+    assert run_cli(*tiles, "--n-crops", 2).exit_code == 0
+    assert "1 already complete" in run_cli(*tiles, "--n-crops", 3, "--resume").output
+
+
+def test_resume_keeps_only_plates_of_the_same_cell_line_embedding(tmp_path):
+    """The cell-line table was left out of the resume hash: a plate embedded with one
+    embedding of RPE was kept for a run given another."""
+    torch.manual_seed(0)
+    folder = ImageModel(tiny_config(cell_line_tokens=1, cell_line_dim=8)).save_pretrained(
+        tmp_path / "m"
+    )
+    root = tmp_path / "exp"
+    write_rxrx_plate(root, "Plate1", ["B02"], sites=1)
+    for name, sign in (("a.csv", 1), ("b.csv", -1)):
+        pd.DataFrame(
+            {"cell_line": ["RPE"], **{f"v{i}": [sign * 0.1 * (i + 1)] for i in range(8)}}
+        ).to_csv(tmp_path / name, index=False)
+    out = tmp_path / "emb"
+    args = ["embed-images", root, "-o", out, "-m", f"local-dir:{folder}", "-n", 0]
+    args += ["--cell-line", "RPE", "--cell-line-embeddings"]
+    assert run_cli(*args, tmp_path / "a.csv").exit_code == 0
+    first = pd.read_parquet(out / "plates" / "Plate1.parquet").filter(like="Emb_").to_numpy()
+    assert "1 already complete" in run_cli(*args, tmp_path / "a.csv", "--resume").output
+    resumed = run_cli(*args, tmp_path / "b.csv", "--resume")
+    assert resumed.exit_code == 2 and "cell_line_embedding_sha256" in resumed.output
+    replaced = run_cli(*args, tmp_path / "b.csv", "--resume", "--overwrite")
+    assert "1 plates embedded" in replaced.output
+    second = pd.read_parquet(out / "plates" / "Plate1.parquet").filter(like="Emb_").to_numpy()
+    assert not np.allclose(first, second)
+    assert_manifest_describes_its_plates(out)
+
+
+def test_resume_with_another_crop_mode_never_mixes_settings_in_the_manifest(
+    tmp_path, tiny_image_model
+):
+    """`--resume --crop-mode center` over plates embedded with tiles rewrote the manifest as
+    if every plate were center."""
+    for i, plate in enumerate(["Plate1", "Plate2"]):
+        write_rxrx_plate(tmp_path / "exp", plate, ["B02"], sites=1, seed=i)
+    out, model = tmp_path / "emb", f"local-dir:{tiny_image_model}"
+    args = ["embed-images", tmp_path / "exp", "-o", out, "-m", model, "-n", 0]
+    assert run_cli(*args).exit_code == 0
+    assert assert_manifest_describes_its_plates(out)["crop_mode"] == "tiles"
+    # shard 1/2 would re-embed Plate1 only, leaving Plate2 tiles beside it
+    mixed = run_cli(*args, "--shard", "1/2", "--resume", "--crop-mode", "center")
+    manifest = assert_manifest_describes_its_plates(out)
+    assert manifest["crop_mode"] == "tiles" and manifest["complete_plates"] == 2
+    assert mixed.exit_code == 2 and "crop_mode 'tiles', not 'center'" in mixed.output
+    # --overwrite: this run's plates are replaced, those of other settings removed
+    replaced = run_cli(*args, "--shard", "1/2", "--crop-mode", "center", "--overwrite")
+    assert "1 plates embedded" in replaced.output, replaced.output
+    manifest = assert_manifest_describes_its_plates(out)
+    assert manifest["crop_mode"] == "center" and manifest["complete_plates"] == 1
+    assert sorted(p.name for p in (out / "plates").iterdir()) == ["Plate1.json", "Plate1.parquet"]
+    finished = run_cli(*args, "--shard", "2/2", "--crop-mode", "center", "--resume")
+    assert "1 plates embedded" in finished.output, finished.output
+    manifest = assert_manifest_describes_its_plates(out)
+    assert manifest["crop_mode"] == "center" and manifest["complete_plates"] == 2
+
+
+def test_an_existing_plate_is_refused_without_resume_or_overwrite(tmp_path, tiny_image_model):
+    write_rxrx_plate(tmp_path / "exp", "Plate1", ["B02"], sites=1)
+    out, model = tmp_path / "emb", f"local-dir:{tiny_image_model}"
+    args = ["embed-images", tmp_path / "exp", "-o", out, "-m", model, "-n", 0]
+    assert run_cli(*args).exit_code == 0
+    before = (out / "plates" / "Plate1.parquet").stat().st_mtime_ns
+    again = run_cli(*args)
+    assert again.exit_code == 2 and "already holds plate(s) Plate1" in again.output
+    assert "--resume" in again.output and "--overwrite" in again.output
+    assert (out / "plates" / "Plate1.parquet").stat().st_mtime_ns == before
+    assert "1 plates embedded" in run_cli(*args, "--overwrite").output
+    (tmp_path / "a_file").write_text("x")
+    as_file = run_cli("embed-images", tmp_path / "exp", "-o", tmp_path / "a_file", "-m", model)
+    assert as_file.exit_code == 2 and "a_file is a file" in as_file.output

@@ -538,7 +538,7 @@ def test_cli_inspect_prints_summary_and_writes_load_data(rxrx: Path, tmp_path: P
     result = CliRunner().invoke(plates_group, ["inspect", str(rxrx), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "layout: rxrx" in result.output
-    assert "wrote 4 sites to" in result.output
+    assert "4 sites; one row per site (load_data); " in result.output
     table = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(table.columns[:5]) == [
         "Metadata_Plate",

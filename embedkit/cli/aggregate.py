@@ -6,7 +6,6 @@ columns describe rows, other numeric columns are features (or name them with --f
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -14,10 +13,10 @@ import click
 from embedkit.cli.options import (
     features_option,
     friendly_errors,
+    overwrite_option,
     profile_output_option,
     split_columns,
 )
-from embedkit.profiles.jobs import read_profiles, run_info_with_step, write_profiles
 
 
 @click.command("aggregate")
@@ -37,9 +36,10 @@ from embedkit.profiles.jobs import read_profiles, run_info_with_step, write_prof
     help="median is robust to outlier cells (pycytominer's default).",
 )
 @features_option
+@overwrite_option
 @friendly_errors
 def aggregate_cmd(
-    input_path: Path, output: Path, strata: str, method: str, features: str | None
+    input_path: Path, output: Path, strata: str, method: str, features: str | None, overwrite: bool
 ) -> None:
     """Aggregate IN into one profile per stratum (crop → site → well).
 
@@ -54,20 +54,9 @@ def aggregate_cmd(
       embedkit aggregate sites.parquet -o wells.parquet
       embedkit aggregate cells.csv -o wells.csv --method mean --features 'Cells_*,Nuclei_*'
     """
-    from embedkit.profiles.aggregate import OBJECT_COUNT, aggregate
-    from embedkit.profiles.features import infer_features
+    from embedkit.profiles.jobs import aggregate_file
 
-    start = time.perf_counter()
-    table = read_profiles(input_path)
-    strata_cols = split_columns(strata)
-    feature_list = split_columns(features)
-    out = aggregate(table, strata=strata_cols, method=method, features=feature_list)
-    feats = [f for f in infer_features(table, feature_list) if f not in strata_cols]
-    step = {"step": "aggregate", "strata": strata_cols, "method": method}
-    write_profiles(out, output, feats, run_info_with_step(input_path, step))
-    objects = int(out[OBJECT_COUNT].sum())
-    click.echo(
-        f"aggregate: {len(table):,} rows → {len(out):,} rows ({objects:,} objects), "
-        f"{len(feats)} features, {method} by {','.join(strata_cols)}, "
-        f"{time.perf_counter() - start:.2f} s → {output}"
+    summary = aggregate_file(
+        input_path, output, split_columns(strata), method, split_columns(features), overwrite
     )
+    click.echo(summary.line())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli.options import friendly_errors
+from embedkit.cli.options import friendly_errors, overwrite_option
 
 
 @click.group("datasets")
@@ -20,7 +20,7 @@ def datasets_group() -> None:
 
 
 @datasets_group.command("synth-plate")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
 @click.option(
     "--cell-lines",
     default="U2OS,HUVEC",
@@ -47,7 +47,7 @@ def datasets_group() -> None:
     type=int,
     help="Write this channel (1-6) as a constant zero image; repeatable.",
 )
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT folder.")
+@overwrite_option
 @friendly_errors
 def synth_plate_cmd(
     out: Path,
@@ -69,22 +69,31 @@ def synth_plate_cmd(
     and README.txt describing how the data were simulated.
     """
     from embedkit.datasets.synthetic import SynthConfig, write_synthetic_dataset
+    from embedkit.errors import InputError
+    from embedkit.outputs import check_output_dir, summary_line
 
-    config = SynthConfig(
-        cell_lines=tuple(c.strip() for c in cell_lines.split(",") if c.strip()),
-        batches=batches,
-        plates=plates,
-        wells=wells,
-        sites=sites,
-        size=size,
-        seed=seed,
-        batch_effect=batch_effect,
-        blank_channels=blank_channels,
-    )
+    check_output_dir(out, overwrite)
+    try:
+        config = SynthConfig(
+            cell_lines=tuple(c.strip() for c in cell_lines.split(",") if c.strip()),
+            batches=batches,
+            plates=plates,
+            wells=wells,
+            sites=sites,
+            size=size,
+            seed=seed,
+            batch_effect=batch_effect,
+            blank_channels=blank_channels,
+        )
+    except ValueError as err:  # SynthConfig validates its fields with ValueError
+        raise InputError(f"synth-plate: {err}") from err
     start = time.perf_counter()
     meta = write_synthetic_dataset(out, config, overwrite=overwrite)
-    seconds = time.perf_counter() - start
     click.echo(
-        f"wrote {len(meta)} SIMULATED sites ({len(meta) * config.channels} PNG files) in "
-        f"{seconds:.1f} s to {out} - synthetic data, not real images (see {out / 'README.txt'})"
+        summary_line(
+            f"{len(meta)} SIMULATED sites ({len(meta) * config.channels} PNG files)",
+            time.perf_counter() - start,
+            out,
+            [f"synthetic data, not real images (see {out / 'README.txt'})"],
+        )
     )

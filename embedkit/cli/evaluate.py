@@ -11,6 +11,7 @@ from embedkit.cli.options import (
     index_dir_option,
     index_model_option,
     model_option,
+    overwrite_option,
 )
 
 
@@ -47,8 +48,9 @@ def evaluate_group() -> None:
     default=None,
     help="Write the full report (every run, summary, table) as JSON.",
 )
+@overwrite_option
 @friendly_errors
-def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> None:
+def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output, overwrite) -> None:
     """InfoAlign's property-prediction protocol on frozen embeddings.
 
     Scaffold split 60/15/25, MLP probe; ROC-AUC % (ChEMBL2K, Broad6K) and MAE x 100 (Biogen
@@ -57,16 +59,16 @@ def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> No
     """
     from embedkit.data_dir import resolve_data_dir
     from embedkit.evaluation.report import FULL, QUICK, run_property_report, write_report
+    from embedkit.outputs import check_output_file, summary_line
 
+    if output is not None:
+        check_output_file(output, overwrite)  # before hours of probes, not after
     settings = dict(QUICK if quick else {**FULL, "seeds": seeds})
     report = run_property_report(model, resolve_data_dir(data_dir), datasets.split(","), **settings)
     click.echo(report["table_markdown"])
     if output is not None:
         write_report(report, output)
-    click.echo(
-        f"{len(report['results'])} runs in {report['elapsed_s']:.0f} s"
-        + (f" → {output}" if output else "")
-    )
+    click.echo(summary_line(f"{len(report['results'])} runs", report["elapsed_s"], output))
 
 
 @evaluate_group.command("retrieval")
@@ -86,9 +88,10 @@ def evaluate_property_cmd(model, data_dir, datasets, seeds, quick, output) -> No
 @index_model_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Metrics and ranks as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Rank histogram (PNG).")
+@overwrite_option
 @friendly_errors
 def evaluate_retrieval_cmd(
-    queries, index_dir, key, query_key, smiles_column, model, output, plot
+    queries, index_dir, key, query_key, smiles_column, model, output, plot, overwrite
 ) -> None:
     """HIT@1/@10, NDCG@1/@10 and mean rank of each molecule's own profile, beside chance.
 
@@ -99,12 +102,8 @@ def evaluate_retrieval_cmd(
 
     embedder = load_index_model(index_dir, model, "auto")
     evaluation = evaluate_retrieval_file(
-        queries, index_dir, embedder, key, query_key, smiles_column, output, plot
+        queries, index_dir, embedder, key, query_key, smiles_column, output, plot, overwrite
     )
     for line in evaluation.metrics.lines():
         click.echo(line)
-    if evaluation.skipped:
-        click.echo(f"{evaluation.skipped} queries skipped (invalid SMILES or no true profile)")
-    for path in (output, plot):
-        if path is not None:
-            click.echo(f"→ {path}")
+    click.echo(evaluation.line())

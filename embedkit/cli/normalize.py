@@ -6,19 +6,18 @@ columns describe rows, other numeric columns are features (or name them with --f
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from embedkit.cli.options import (
+    NORMALIZE_METHODS,
     features_option,
     friendly_errors,
+    overwrite_option,
     profile_output_option,
     split_columns,
 )
-from embedkit.profiles.jobs import read_profiles, run_info_with_step, write_profiles
-from embedkit.profiles.normalize import NORMALIZERS
 
 
 @click.command("normalize")
@@ -27,7 +26,7 @@ from embedkit.profiles.normalize import NORMALIZERS
 @click.option(
     "--method",
     required=True,
-    type=click.Choice(list(NORMALIZERS)),
+    type=click.Choice(NORMALIZE_METHODS),
     help="standardize: (x-mean)/std. mad_robustize: (x-median)/(1.4826 MAD), robust. "
     "pca_centerscale: PCA on controls, then centre/scale. tvn: whitening PCA on controls "
     "of all batches, then per-batch scaling on controls (OpenPhenom's recommendation).",
@@ -53,6 +52,7 @@ from embedkit.profiles.normalize import NORMALIZERS
     help="PCA components (pca_centerscale, tvn).  [default: all the controls span]",
 )
 @features_option
+@overwrite_option
 @friendly_errors
 def normalize_cmd(
     input_path: Path,
@@ -62,6 +62,7 @@ def normalize_cmd(
     by: str | None,
     n_components: int | None,
     features: str | None,
+    overwrite: bool,
 ) -> None:
     """Normalise IN's features against controls, per plate or batch.
 
@@ -78,38 +79,16 @@ def normalize_cmd(
       embedkit normalize cp_wells.csv -o cp_norm.csv --method standardize \\
           --features 'Cells_*,Cytoplasm_*,Nuclei_*' --by Metadata_Plate
     """
-    from embedkit.profiles.features import infer_features
-    from embedkit.profiles.normalize import PC_PREFIX, control_mask, group_rows, normalize
+    from embedkit.profiles.jobs import normalize_file
 
-    start = time.perf_counter()
-    table = read_profiles(input_path)
-    by_cols = split_columns(by)
-    feature_list = split_columns(features)
-    out = normalize(
-        table,
+    summary = normalize_file(
+        input_path,
+        output,
         method,
         controls=controls,
-        by=by_cols,
-        features=feature_list,
+        by=split_columns(by),
+        features=split_columns(features),
         n_components=n_components,
+        overwrite=overwrite,
     )
-    feats_in = infer_features(table, feature_list)
-    feats_out = [c for c in out.columns if str(c).startswith(PC_PREFIX)] or feats_in
-    step = {
-        "step": "normalize",
-        "method": method,
-        "controls": controls,
-        "by": by_cols,
-        "n_components": n_components,
-    }
-    write_profiles(out, output, feats_out, run_info_with_step(input_path, step))
-    n_controls = int(control_mask(table, controls).sum())
-    groups = len(group_rows(table, by_cols))
-    where = f"{groups} groups of {','.join(by_cols)}" if by_cols else "whole table"
-    shape = f"{len(feats_in)} features" + (
-        f" → {len(feats_out)} PCs" if feats_out is not feats_in else ""
-    )
-    click.echo(
-        f"normalize: {len(table):,} rows → {len(out):,} rows, {shape}, {method} on "
-        f"{n_controls:,} control rows, {where}, {time.perf_counter() - start:.2f} s → {output}"
-    )
+    click.echo(summary.line())

@@ -24,6 +24,12 @@ def model_option_for(default: str):
         help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
     )
 
+# Choices the parser needs before any library is imported (parsing must not import pandas,
+# torch…); tests/test_cli.py keeps them equal to images.discovery.LAYOUTS and
+# profiles.normalize.NORMALIZERS.
+LAYOUTS = ("auto", "rxrx", "phenix", "channel-names", "index-csv", "pattern")
+NORMALIZE_METHODS = ("standardize", "mad_robustize", "pca_centerscale", "tvn")
+
 
 model_option = model_option_for(DEFAULT_MOLECULE_MODEL)
 
@@ -121,9 +127,15 @@ profile_output_option = click.option(
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Output table; format from the suffix: .parquet .csv .tsv (.npz .h5ad for Emb_ "
-    "features). Written atomically.",
+    "features). Written atomically; missing folders are created.",
+)
+
+overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing output.  [default: refuse it]",
 )
 
 features_option = click.option(

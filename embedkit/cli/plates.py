@@ -6,11 +6,7 @@ from pathlib import Path
 
 import click
 
-from embedkit.cli.options import friendly_errors
-from embedkit.errors import InputError
-from embedkit.images.discovery import LAYOUTS
-
-SITE_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+from embedkit.cli.options import LAYOUTS, friendly_errors, overwrite_option
 
 
 @click.group("plates")
@@ -47,15 +43,20 @@ def plates_group() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Also write one row per site in load_data.csv form (Metadata_Plate/Well/Site, "
     "FileName_X, PathName_X); format from the suffix: .csv .tsv .parquet. "
     "Read it back with --layout index-csv.",
 )
+@overwrite_option
 @friendly_errors
 def inspect_cmd(
-    folders: tuple[str, ...], layout: str, pattern: str | None, output: Path | None
+    folders: tuple[str, ...],
+    layout: str,
+    pattern: str | None,
+    output: Path | None,
+    overwrite: bool,
 ) -> None:
     """Print what embedkit finds under DIR: layout, plates, wells, sites, channels with
     file counts, sites missing channels, and files it could not place.
@@ -71,15 +72,9 @@ def inspect_cmd(
       embedkit plates inspect examplehuman/ \\
         --pattern '(?P<well>[A-P]\\d\\d)f(?P<site>\\d\\d)d(?P<channel>\\d)'
     """
-    from embedkit.images.discovery import discover
-    from embedkit.io import write_table
+    from embedkit.images.jobs import inspect_plates
 
-    if output is not None and output.suffix.lower() not in SITE_TABLE_SUFFIXES:
-        raise InputError(
-            f"{output}: write the site table as one of {', '.join(SITE_TABLE_SUFFIXES)}"
-        )
-    index = discover(list(folders), layout=layout, pattern=pattern)
-    click.echo(index.summary())
+    summary = inspect_plates(folders, layout, pattern, output, overwrite)
+    click.echo(summary.index.summary())
     if output is not None:
-        write_table(index.to_load_data(), output)
-        click.echo(f"wrote {len(index.sites())} sites to {output}")
+        click.echo(summary.line())

@@ -12,6 +12,7 @@ from embedkit.cli.options import (
     friendly_errors,
     index_dir_option,
     index_model_option,
+    overwrite_option,
     progress_option,
     show_progress,
 )
@@ -26,7 +27,8 @@ from embedkit.cli.options import (
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Hits table, one row per (query, rank); format from the suffix.",
+    help="Hits table, one row per (query, rank); format from the suffix; missing folders "
+    "are created.",
 )
 @click.option(
     "--reverse",
@@ -53,6 +55,7 @@ from embedkit.cli.options import (
 )
 @batch_size_option(256, "Molecules")
 @progress_option
+@overwrite_option
 @friendly_errors
 def retrieve_cmd(
     queries,
@@ -67,14 +70,17 @@ def retrieve_cmd(
     on_error,
     batch_size,
     progress,
+    overwrite,
 ) -> None:
     """Zero-shot: which indexed profiles is each molecule in QUERIES most likely to produce?
 
     Each molecule is embedded, decoded into the index's feature space by the decoder
     trained for it, and every profile is scored by the decoder's likelihood (or cosine).
     """
+    from embedkit.outputs import check_output_file
     from embedkit.retrieval.jobs import load_index_model, retrieve_file
 
+    check_output_file(output, overwrite)  # before the model loads
     embedder = load_index_model(index_dir, model, device)
     summary = retrieve_file(
         queries,
@@ -88,5 +94,6 @@ def retrieve_cmd(
         on_error=on_error,
         batch_size=batch_size,
         progress=show_progress(progress),
+        overwrite=overwrite,
     )
     click.echo(summary.line())

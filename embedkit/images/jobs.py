@@ -5,7 +5,14 @@ stays bounded by the batch, not the plate. Each plate is written atomically to
 `OUT/plates/<plate>.parquet` with a `<plate>.json` sidecar (rows, sha256, counts) written
 last: the sidecar is the completion marker `--resume` verifies. `--shard I/N` takes every
 N-th plate, so N processes (or machines) split a screen without coordination; `manifest.json`
-is rebuilt from the sidecars at the end of every run. A site that cannot be read (corrupt
+is rebuilt from the sidecars at the end of every run.
+
+An output folder holds one run's settings (everything that changes the output: model,
+channels, level, crops, cell line, precision): a plate already there is refused unless
+`--resume` keeps it (same settings, verified) or `--overwrite` replaces it, and plates
+embedded with other settings are refused even with `--resume`. With `--overwrite`, plates
+of other settings outside this run are removed, so the manifest's settings describe every
+plate it lists. A site that cannot be read (corrupt
 file, missing channel, mixed bit depth, mismatched sizes) keeps its row, with
 `Metadata_Valid = False` and the reason; the others are embedded.
 """
@@ -18,25 +25,35 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from embedkit import __version__
 from embedkit.errors import EmbedkitError, InputError
 from embedkit.images.channels import ChannelPlan, plan_channels
-from embedkit.images.embedder import ImageEmbedder
-from embedkit.images.preprocess import crop_site, normalise
 from embedkit.io import atomic_path, embeddings_frame
+from embedkit.outputs import (
+    OutputExistsError,
+    check_output_dir,
+    check_output_file,
+    summary_line,
+)
 from embedkit.zoo import sha256_of
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not to parse a command line
+    import torch
+
+    from embedkit.images.discovery import PlateIndex
+    from embedkit.images.embedder import ImageEmbedder
 
 LEVELS = ("crop", "site", "well")
 MANIFEST = "manifest.json"
+SITE_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
 @dataclass
@@ -55,6 +72,7 @@ class EmbedImagesOptions:
     drop_channels: tuple[str, ...] = ()
     progress: bool = False
     seed: int = 0
+    overwrite: bool = False  # replace plates already in the output folder
 
 
 def default_decode_workers() -> int:
@@ -79,23 +97,25 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return int(match[1]) - 1, int(match[2])
 
 
-class SiteDataset(Dataset):
-    """One item per site: normalised crops, or the reason the site could not be read."""
+class SiteDataset:
+    """One item per site: normalised crops, or the reason the site could not be read (a
+    map-style dataset for torch's DataLoader)."""
 
     def __init__(self, sites: pd.DataFrame, plan: ChannelPlan, model_spec: dict, options):
         self.sites = sites.reset_index(drop=True)
         self.plan = plan
         self.crop_size = model_spec["crop_size"]
-        self.normalisation = dict(model_spec["normalisation"])
-        if self.normalisation.get("kind") == "fixed":
-            self.normalisation["mean"] = [self.normalisation["mean"][i] for i in plan.kept]
-            self.normalisation["std"] = [self.normalisation["std"][i] for i in plan.kept]
+        self.normalization = dict(model_spec["normalization"])
+        if self.normalization.get("kind") == "fixed":
+            self.normalization["mean"] = [self.normalization["mean"][i] for i in plan.kept]
+            self.normalization["std"] = [self.normalization["std"][i] for i in plan.kept]
         self.options = options
 
     def __len__(self) -> int:
         return len(self.sites)
 
     def __getitem__(self, i: int):
+        from embedkit.images.preprocess import crop_site, normalise
         from embedkit.images.reading import read_site
 
         row = self.sites.iloc[i]
@@ -113,7 +133,7 @@ class SiteDataset(Dataset):
         # numpy, not a tensor: worker → main then goes through a pipe as bytes instead of
         # one shared-memory segment per site, which kept the main process's RSS growing
         # with the plate (measured: +555 MB at 10k sites vs +155 MB at 1k).
-        return i, normalise(crops, self.normalisation).numpy(), positions, ""
+        return i, normalise(crops, self.normalization).numpy(), positions, ""
 
 
 def _collate(items):
@@ -155,8 +175,11 @@ def embed_plate(
 ) -> tuple[pd.DataFrame, list[str]]:
     """All sites of one plate → a table at the requested level (rows in site order), and
     one error string per site ("" = embedded)."""
+    import torch
+    from torch.utils.data import DataLoader
+
     model = embedder.model
-    spec = {"crop_size": model.crop_size, "normalisation": model.normalisation}
+    spec = {"crop_size": model.crop_size, "normalization": model.normalization}
     loader = DataLoader(
         SiteDataset(sites, plan, spec, options),
         batch_size=options.sites_per_batch,
@@ -233,24 +256,143 @@ def plate_files(out_dir: Path, plate: str) -> tuple[Path, Path]:
     return base.with_suffix(".parquet"), base.with_suffix(".json")
 
 
-def plate_is_complete(out_dir: Path, plate: str, run_info: dict) -> bool:
-    """The sidecar exists, was written by the same run settings (model, channels, level,
-    crops, precision), and the parquet file still has the sha256 it recorded."""
-    data, sidecar = plate_files(out_dir, plate)
-    if not (data.exists() and sidecar.exists()):
-        return False
+def read_sidecar(out_dir: Path, plate: str) -> dict | None:
+    """A plate's completion record, or None when absent or unreadable."""
+    _, sidecar = plate_files(out_dir, plate)
     try:
         record = json.loads(sidecar.read_text())
-    except json.JSONDecodeError:
-        return False
-    if record.get("run") != run_hash(run_info):
-        return False
-    return record.get("sha256") == sha256_of(data)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def plate_state(out_dir: Path, plate: str, run_info: dict) -> str:
+    """What `out_dir` holds for `plate`:
+
+    * "absent": nothing;
+    * "complete": written by the same settings, and the parquet file still has the sha256
+      its sidecar recorded (what `--resume` keeps);
+    * "other-settings": a complete plate written by other settings (refused even with
+      `--resume`, unless `--overwrite`);
+    * "incomplete": a file without a valid sidecar, or whose sha256 changed (a crashed write;
+      `--resume` redoes it)."""
+    data, sidecar = plate_files(out_dir, plate)
+    if not (data.exists() or sidecar.exists()):
+        return "absent"
+    record = read_sidecar(out_dir, plate)
+    if record is None or not data.exists() or record.get("sha256") != sha256_of(data):
+        return "incomplete"
+    return "complete" if record.get("run") == run_hash(run_info) else "other-settings"
+
+
+def plate_is_complete(out_dir: Path, plate: str, run_info: dict) -> bool:
+    """The sidecar exists, was written by the same run settings, and the parquet file still
+    has the sha256 it recorded."""
+    return plate_state(out_dir, plate, run_info) == "complete"
 
 
 def run_hash(run_info: dict) -> str:
     """What produced a plate's output; `--resume` only keeps plates with the same hash."""
     return hashlib.sha256(json.dumps(run_info, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_settings(
+    embedder: ImageEmbedder,
+    plan: ChannelPlan,
+    options: EmbedImagesOptions,
+    cell_line: torch.Tensor | None,
+) -> dict:
+    """Every setting that changes a plate's output (its hash is what `--resume` compares);
+    recorded in each plate's file, sidecar and the manifest."""
+    model = embedder.model
+    settings = {
+        "embedkit_version": __version__,
+        **embedder.run_info,
+        "channels": plan.describe(),
+        "level": options.level,
+        "crop_mode": options.crop_mode,
+        "crop_size": model.crop_size,
+        "normalization": model.normalization,
+        "cell_line": options.cell_line,
+        "precision": embedder.precision,
+    }
+    if options.crop_mode == "random":  # which crops are drawn
+        settings["n_crops"] = options.n_random
+        settings["crop_seed"] = options.seed
+    if cell_line is not None:  # the vector used, wherever it came from (config or a table)
+        vector = np.ascontiguousarray(cell_line.detach().cpu().numpy(), dtype=np.float32)
+        settings["cell_line_embedding_sha256"] = hashlib.sha256(vector.tobytes()).hexdigest()
+    return settings
+
+
+def settings_diff(old: dict | None, new: dict) -> str:
+    """'crop_mode tiles, not center; …' for a refusal message."""
+    if not old:
+        return "settings not recorded"
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k} {old.get(k)!r}, not {new.get(k)!r}" for k in keys[:3]) or "?"
+
+
+def recorded_plates(out_dir: Path) -> list[dict]:
+    """The readable plate sidecars in `out_dir` (not other shards' temp files)."""
+    records = []
+    for sidecar in sorted((out_dir / "plates").glob("[!.]*.json")):
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # another shard is replacing it right now; its own run lists it
+        if isinstance(record, dict) and "plate" in record:
+            records.append(record)
+    return records
+
+
+def check_plate_outputs(
+    out_dir: Path, mine: Sequence[str], settings: dict, options: EmbedImagesOptions
+) -> list[str]:
+    """The output policy for a folder of plates; returns the plates to embed.
+
+    Refuses what would be replaced without `--overwrite`; with it, removes plates of other
+    settings that this run does not rewrite, so the folder holds one run's settings."""
+    check_output_dir(out_dir, overwrite=True)  # a file named as the folder, or as a parent
+    if (
+        out_dir.is_dir()
+        and any(out_dir.iterdir())
+        and not ((out_dir / "plates").is_dir() or (out_dir / MANIFEST).exists())
+        and not options.overwrite
+    ):
+        raise OutputExistsError(
+            f"{out_dir} exists, is not empty and holds no embedded plates; choose another "
+            "-o, or pass --overwrite to write into it"
+        )
+    states = {p: plate_state(out_dir, p, settings) for p in mine}
+    ours = run_hash(settings)
+    others = [
+        r for r in recorded_plates(out_dir) if r["plate"] not in states and r.get("run") != ours
+    ]
+    if not options.overwrite:
+        other = [p for p, s in states.items() if s == "other-settings"] + [
+            r["plate"] for r in others
+        ]
+        if other:
+            record = next((r for r in recorded_plates(out_dir) if r["plate"] == other[0]), {})
+            raise OutputExistsError(
+                f"{out_dir} holds {len(other)} plate(s) embedded with other settings "
+                f"({other[0]}: {settings_diff(record.get('settings'), settings)}); choose "
+                "another -o, or pass --overwrite to replace them"
+            )
+        if not options.resume:
+            there = [p for p, s in states.items() if s != "absent"]
+            if there:
+                raise OutputExistsError(
+                    f"{out_dir} already holds plate(s) {', '.join(map(str, there[:3]))}"
+                    f"{' …' if len(there) > 3 else ''}; pass --resume to keep the complete "
+                    "ones and embed the rest, or --overwrite to replace them"
+                )
+    for record in others:  # --overwrite: the folder keeps one run's settings
+        for path in plate_files(out_dir, record["plate"]):
+            path.unlink(missing_ok=True)
+    keep = options.resume
+    return [p for p, s in states.items() if not (keep and s == "complete")]
 
 
 def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, stats: dict):
@@ -265,21 +407,27 @@ def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, 
         "run": run_hash(run_info),
         "sha256": sha256_of(data),
         **stats,
+        "settings": run_info,
     }
     with atomic_path(sidecar) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def write_manifest(out_dir: Path, run_info: dict) -> Path:
-    """Rebuilt from the plate sidecars, so concurrent shards never disagree for long."""
-    records = []
-    for sidecar in sorted((out_dir / "plates").glob("[!.]*.json")):  # not others' temp files
-        try:
-            records.append(json.loads(sidecar.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue  # another shard is replacing it right now; its own run lists it
+def write_manifest(out_dir: Path, settings: dict, shard: str = "1/1") -> Path:
+    """Rebuilt from the plate sidecars, so concurrent shards never disagree for long.
 
-    manifest = {**run_info, "plates": records, "complete_plates": len(records)}
+    Lists only plates embedded with `settings`, so the settings at its top describe every
+    plate it lists (plates of other settings are named under `other_settings_plates`)."""
+    ours = run_hash(settings)
+    records, others = [], []
+    for record in recorded_plates(out_dir):
+        if record.get("run") == ours:
+            records.append({k: v for k, v in record.items() if k != "settings"})
+        else:
+            others.append(record["plate"])
+    manifest = {**settings, "shard": shard, "plates": records, "complete_plates": len(records)}
+    if others:
+        manifest["other_settings_plates"] = others
     path = out_dir / MANIFEST
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -303,27 +451,28 @@ class EmbedImagesSummary:
         why = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
         skipped = len(self.plates) - len(done)
         rate = sites / self.seconds if self.seconds > 0 else float("nan")
-        return (
-            f"{len(done)} plates embedded"
-            + (f", {skipped} already complete (skipped)" if skipped else "")
-            + f"; {sites} sites, {sites - invalid} embedded, {invalid} skipped"
-            + (f" ({why})" if why else "")
-            + f"; {self.seconds:.1f} s, {rate:.1f} sites/s → {self.out_dir}"
-            + (
-                f"; {self.problems} files not understood (see `embedkit plates inspect`)"
-                if self.problems
-                else ""
-            )
+        counts = f"{len(done)} plates embedded" + (
+            f", {skipped} already complete (skipped)" if skipped else ""
         )
+        details = [
+            f"{sites} sites, {sites - invalid} embedded, {invalid} skipped"
+            + (f" ({why})" if why else ""),
+            f"{self.problems} files not understood (see `embedkit plates inspect`)"
+            if self.problems
+            else "",
+        ]
+        return summary_line(counts, self.seconds, self.out_dir, details, f"{rate:.1f} sites/s")
 
 
 def embed_images(
-    index,
+    index: PlateIndex,
     embedder: ImageEmbedder,
     out_dir: str | Path,
     options: EmbedImagesOptions | None = None,
 ) -> EmbedImagesSummary:
     """Embed every plate of a discovered `PlateIndex` (this shard's plates) into `out_dir`."""
+    from tqdm.auto import tqdm
+
     options = options or EmbedImagesOptions()
     if options.level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {options.level!r}")
@@ -349,19 +498,9 @@ def embed_images(
             f"({safe_name(clashes[0])}.parquet); rename them or embed them separately"
         )
     mine = [p for j, p in enumerate(plates) if j % options.shard[1] == options.shard[0]]
-    run_info = {
-        "embedkit_version": __version__,
-        **embedder.run_info,
-        "channels": plan.describe(),
-        "level": options.level,
-        "crop_mode": options.crop_mode,
-        "crop_size": model.crop_size,
-        "normalisation": model.normalisation,
-        "cell_line": options.cell_line,
-        "precision": embedder.precision,
-    }
+    run_info = run_settings(embedder, plan, options, cell_line)
+    todo = check_plate_outputs(out_dir, mine, run_info, options)
     results = []
-    todo = [p for p in mine if not (options.resume and plate_is_complete(out_dir, p, run_info))]
     bar = tqdm(
         total=int(sites["plate"].isin(todo).sum()),
         unit="site",
@@ -390,8 +529,68 @@ def embed_images(
         )
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(out_dir, {**run_info, "shard": f"{options.shard[0] + 1}/{options.shard[1]}"})
+    write_manifest(out_dir, run_info, f"{options.shard[0] + 1}/{options.shard[1]}")
     return EmbedImagesSummary(results, time.perf_counter() - start, out_dir, len(index.problems))
+
+
+def embed_image_folders(
+    plate_dirs: Sequence[str | Path],
+    embedder: ImageEmbedder,
+    out_dir: str | Path,
+    options: EmbedImagesOptions | None = None,
+    layout: str = "auto",
+    pattern: str | None = None,
+    cell_line_embeddings: str | Path | None = None,
+) -> EmbedImagesSummary:
+    """`embedkit embed-images`: discover the plates under `plate_dirs` (and read the
+    cell-line table, if any), then embed them into `out_dir`."""
+    from embedkit.images.discovery import discover
+    from embedkit.images.model import read_cell_line_table
+
+    options = options or EmbedImagesOptions()
+    if cell_line_embeddings is not None:
+        table = read_cell_line_table(cell_line_embeddings)
+        options = replace(options, cell_line_table={**options.cell_line_table, **table})
+    index = discover([Path(p) for p in plate_dirs], layout=layout, pattern=pattern)
+    return embed_images(index, embedder, out_dir, options)
+
+
+@dataclass
+class InspectSummary:
+    """What `embedkit plates inspect` found, and the site table it wrote (if any)."""
+
+    index: PlateIndex
+    seconds: float
+    output: Path | None
+
+    def line(self) -> str:
+        sites = f"{len(self.index.sites())} sites"
+        return summary_line(sites, self.seconds, self.output, ["one row per site (load_data)"])
+
+
+def inspect_plates(
+    folders: Sequence[str | Path],
+    layout: str = "auto",
+    pattern: str | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+) -> InspectSummary:
+    """`embedkit plates inspect`: discover the plates, and write one row per site in
+    load_data.csv form when `output` is given (read it back with layout index-csv)."""
+    from embedkit.images.discovery import discover
+    from embedkit.io import write_table
+
+    start = time.perf_counter()
+    if output is not None:
+        output = check_output_file(output, overwrite)
+        if output.suffix.lower() not in SITE_TABLE_SUFFIXES:
+            raise InputError(
+                f"{output}: write the site table as one of {', '.join(SITE_TABLE_SUFFIXES)}"
+            )
+    index = discover([str(f) for f in folders], layout=layout, pattern=pattern)
+    if output is not None:
+        write_table(index.to_load_data(), output)
+    return InspectSummary(index, time.perf_counter() - start, output)
 
 
 def _reason(error: str) -> str:

@@ -1,10 +1,12 @@
-"""Embed the SMILES column of a table file into an embeddings table (the `embed-smiles` job)."""
+"""The file-level molecule job behind `embedkit embed-smiles`: read a table of SMILES, embed
+it, write one row per input row (atomically) and return a summary."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,10 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import InputError
 from embedkit.io import embeddings_frame, read_table, write_table
-from embedkit.molecules.embedder import MoleculeEmbedder
+from embedkit.outputs import check_output_file, summary_line
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not to parse a command line
+    from embedkit.molecules.embedder import MoleculeEmbedder
 
 ON_ERROR_CHOICES = ("nan", "raise", "drop")
 
@@ -36,10 +41,9 @@ class EmbedSummary:
 
     def line(self) -> str:
         dropped = f", {self.dropped} dropped" if self.dropped else ""
-        return (
-            f"{self.rows} rows in, {self.embedded} embedded, {self.invalid} invalid{dropped}; "
-            f"{self.seconds:.1f} s, {self.per_second:,.0f} molecules/s → {self.output}"
-        )
+        counts = f"{self.rows} rows in, {self.embedded} embedded, {self.invalid} invalid{dropped}"
+        rate = f"{self.per_second:,.0f} molecules/s"
+        return summary_line(counts, self.seconds, self.output, rate=rate)
 
 
 def pick_smiles_column(table: pd.DataFrame, requested: str | None, source: str) -> str:
@@ -95,12 +99,14 @@ def embed_smiles_file(
     num_workers: int | None = None,
     on_error: str = "nan",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> EmbedSummary:
-    """Read, embed and write atomically; one output row per input row unless `drop`."""
+    """Read, embed and write atomically; one output row per input row unless `drop`.
+    An existing output is refused unless `overwrite`."""
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
-    input_path, output_path = Path(input_path), Path(output_path)
+    input_path, output_path = Path(input_path), check_output_file(output_path, overwrite)
     table, column = read_smiles_table(input_path, smiles_column, id_column)
     smiles = table[column].tolist()
     result = embedder.embed(

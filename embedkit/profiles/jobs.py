@@ -1,12 +1,17 @@
-"""File-level profile jobs: read a profile table, carry its provenance, write the result."""
+"""File-level profile jobs (`embedkit aggregate`, `embedkit normalize`): read a profile
+table, call the frame-level operation, write the result with its provenance, and return a
+summary. The CLI only parses flags and prints `summary.line()`."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from embedkit.errors import InputError
+from embedkit.outputs import check_output_file, summary_line
 
 ANN_SUFFIXES = (".npz", ".h5ad")  # these writers keep only Emb_ columns as the matrix
 
@@ -43,3 +48,86 @@ def write_profiles(table: pd.DataFrame, output: Path, feature_names: list[str], 
             f"named otherwise (e.g. {feature_names[0]}); write .parquet, .csv or .tsv"
         )
     write_table(table, output, run_info=info)
+
+
+@dataclass
+class ProfileSummary:
+    """What a profile job did, for the command's one summary line."""
+
+    counts: str
+    seconds: float
+    output: Path
+
+    def line(self) -> str:
+        return summary_line(self.counts, self.seconds, self.output)
+
+
+def aggregate_file(
+    input_path: str | Path,
+    output: str | Path,
+    strata: list[str],
+    method: str = "median",
+    features: list[str] | None = None,
+    overwrite: bool = False,
+) -> ProfileSummary:
+    """`embedkit aggregate`: one profile per stratum, written atomically."""
+    from embedkit.profiles.aggregate import OBJECT_COUNT, aggregate
+    from embedkit.profiles.features import infer_features
+
+    start = time.perf_counter()
+    input_path, output = Path(input_path), check_output_file(output, overwrite)
+    table = read_profiles(input_path)
+    out = aggregate(table, strata=strata, method=method, features=features)
+    feats = [f for f in infer_features(table, features) if f not in strata]
+    step = {"step": "aggregate", "strata": strata, "method": method}
+    write_profiles(out, output, feats, run_info_with_step(input_path, step))
+    objects = int(out[OBJECT_COUNT].sum())
+    return ProfileSummary(
+        f"{len(table):,} rows → {len(out):,} rows ({objects:,} objects), {len(feats)} features, "
+        f"{method} by {','.join(strata)}",
+        time.perf_counter() - start,
+        output,
+    )
+
+
+def normalize_file(
+    input_path: str | Path,
+    output: str | Path,
+    method: str,
+    controls: str | None = None,
+    by: list[str] | None = None,
+    features: list[str] | None = None,
+    n_components: int | None = None,
+    overwrite: bool = False,
+) -> ProfileSummary:
+    """`embedkit normalize`: features normalised against controls, written atomically."""
+    from embedkit.profiles.features import infer_features
+    from embedkit.profiles.normalize import PC_PREFIX, control_mask, group_rows, normalize
+
+    start = time.perf_counter()
+    input_path, output = Path(input_path), check_output_file(output, overwrite)
+    table = read_profiles(input_path)
+    out = normalize(
+        table, method, controls=controls, by=by, features=features, n_components=n_components
+    )
+    feats_in = infer_features(table, features)
+    feats_out = [c for c in out.columns if str(c).startswith(PC_PREFIX)] or feats_in
+    step = {
+        "step": "normalize",
+        "method": method,
+        "controls": controls,
+        "by": by,
+        "n_components": n_components,
+    }
+    write_profiles(out, output, feats_out, run_info_with_step(input_path, step))
+    n_controls = int(control_mask(table, controls).sum())
+    where = f"{len(group_rows(table, by))} groups of {','.join(by)}" if by else "whole table"
+    shape = f"{len(feats_in)} features" + (
+        f" → {len(feats_out)} PCs" if feats_out is not feats_in else ""
+    )
+    return ProfileSummary(
+        f"{len(table):,} rows → {len(out):,} rows, {shape}, {method} on {n_controls:,} "
+        f"control rows, {where}",
+        time.perf_counter() - start,
+        output,
+    )

@@ -17,8 +17,9 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import InputError
 from embedkit.io import atomic_path, coerce_numeric_text, read_table, write_table
-from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.molecules.embedder import MoleculeEmbedder
+from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
+from embedkit.outputs import check_output_dir, check_output_file, summary_line
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
 from embedkit.retrieval.metrics import (
     RetrievalMetrics,
@@ -51,9 +52,12 @@ def build_index_file(
     metric: str = "likelihood",
     index_type: str = "auto",
     on_nan: str = "error",
+    overwrite: bool = False,
 ) -> str:
-    """`embedkit index build`: returns the summary line."""
+    """`embedkit index build`: returns the summary line. An existing `out_dir` is refused
+    unless `overwrite` (and a folder that is not an index even then)."""
     start = time.perf_counter()
+    out_dir = check_output_dir(out_dir, overwrite)
     table = read_profiles(profiles_path)
     feature_spaces = embedder.model.extra.get("feature_spaces", {})
     index, prepared = build_index(
@@ -69,24 +73,30 @@ def build_index_file(
     index.save(out_dir)
     space = index.space
     ignored = f"; {len(space.ignored)} table columns not in the space ignored" * bool(space.ignored)
-    return (
+    return summary_line(
         f"indexed {index.count} of {len(table)} profiles{dropped_note(prepared.dropped)} in "
         f"feature space {space.name} ({len(space.columns)} of its {space.space_size} columns"
-        f"{ignored}); {index.manifest['index_type']} index, {metric} scoring; "
-        f"{time.perf_counter() - start:.1f} s → {out_dir}"
+        f"{ignored})",
+        time.perf_counter() - start,
+        out_dir,
+        [f"{index.manifest['index_type']} index, {metric} scoring"],
     )
 
 
 def add_to_index_file(profiles_path: str | Path, index_dir: str | Path, on_nan: str) -> str:
-    """`embedkit index add`: append rows, rewrite the folder atomically."""
+    """`embedkit index add`: append rows, rewrite the folder atomically (the index is
+    extended in place, not replaced: no --overwrite needed)."""
+    start = time.perf_counter()
     index = ProfileIndex.load(index_dir)
     table = read_profiles(profiles_path)
     before = index.count
     prepared = index.add(table, str(profiles_path), on_nan)
     index.save(index_dir)
-    return (
-        f"added {index.count - before} of {len(table)} profiles"
-        f"{dropped_note(prepared.dropped)}; the index now holds {index.count} → {index_dir}"
+    return summary_line(
+        f"added {index.count - before} of {len(table)} profiles{dropped_note(prepared.dropped)}",
+        time.perf_counter() - start,
+        index_dir,
+        [f"the index now holds {index.count}"],
     )
 
 
@@ -122,10 +132,8 @@ class RetrieveSummary:
     output: Path
 
     def line(self) -> str:
-        return (
-            f"{self.molecules} molecules in, {self.invalid} invalid; {self.hits} hits; "
-            f"{self.seconds:.1f} s → {self.output}"
-        )
+        counts = f"{self.molecules} molecules in, {self.invalid} invalid"
+        return summary_line(counts, self.seconds, self.output, [f"{self.hits} hits"])
 
 
 def retrieve_file(
@@ -140,11 +148,14 @@ def retrieve_file(
     on_error: str = "nan",
     batch_size: int = 256,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> RetrieveSummary:
-    """`embedkit retrieve`: one output row per (query, rank), written atomically."""
+    """`embedkit retrieve`: one output row per (query, rank), written atomically; an
+    existing output is refused unless `overwrite`."""
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
+    output_path = check_output_file(output_path, overwrite)
     index = ProfileIndex.load(index_dir)
     table, column = read_smiles_table(queries_path, smiles_column, id_column)
     smiles = table[column].tolist()
@@ -184,6 +195,15 @@ class Evaluation:
     metrics: RetrievalMetrics
     ranks: np.ndarray
     skipped: int  # queries without a valid structure or without a true profile
+    seconds: float = 0.0
+    outputs: tuple[Path, ...] = ()
+
+    def line(self) -> str:
+        queries = len(self.ranks) + self.skipped
+        counts = f"{queries} queries, {len(self.ranks)} scored, {self.skipped} skipped" + (
+            " (invalid SMILES or no true profile)" if self.skipped else ""
+        )
+        return summary_line(counts, self.seconds, self.outputs or None)
 
 
 def evaluate_ranks(
@@ -224,8 +244,12 @@ def evaluate_retrieval_file(
     smiles_column: str | None = None,
     output_json: str | Path | None = None,
     plot: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Evaluation:
-    """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram PNG)."""
+    """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram PNG); existing
+    outputs are refused unless `overwrite`."""
+    start = time.perf_counter()
+    outputs = tuple(check_output_file(p, overwrite) for p in (output_json, plot) if p is not None)
     index = ProfileIndex.load(index_dir)
     table, column = read_smiles_table(queries_path, smiles_column, None)
     query_key = query_key or (key if key in table.columns else key.removeprefix("Metadata_"))
@@ -257,6 +281,7 @@ def evaluate_retrieval_file(
         plot_rank_histogram(
             {index.model.get("model_id", "model"): evaluation.ranks}, index.count, plot
         )
+    evaluation.seconds, evaluation.outputs = time.perf_counter() - start, outputs
     return evaluation
 
 
