@@ -3,6 +3,7 @@ that does the file work; one overwrite policy; one summary line; one error style
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import re
@@ -236,3 +237,94 @@ def test_plates_inspect_from_a_subprocess_prints_its_summary_on_stdout(inputs, t
     )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert proc.stdout.strip().splitlines()[-1].endswith(f"→ {out}")
+
+
+# --- one error style --------------------------------------------------------------------------
+
+
+def every_command(group=main, path=()) -> list[tuple[str, ...]]:
+    """The path of every command and group under `embedkit`."""
+    import click
+
+    paths = []
+    for name, cmd in sorted(group.commands.items()):
+        paths.append((*path, name))
+        if isinstance(cmd, click.Group):
+            paths += every_command(cmd, (*path, name))
+    return paths
+
+
+@pytest.mark.parametrize("path", every_command(), ids=" ".join)
+def test_a_bad_option_is_one_line_and_exit_2_in_every_command(path):
+    """Today `embed-smiles` prints `error: …` and `index build` click's usage block."""
+    result = run(*path, "--no-such-option")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: No such option '--no-such-option'")
+    assert result.stderr.endswith(f" (see 'main {' '.join(path)} --help')\n")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_missing_argument_is_one_line_naming_it():
+    result = run("index", "build")
+    assert result.exit_code == 2 and "Usage:" not in result.output
+    assert result.stderr == "error: Missing argument 'PROFILES' (see 'main index build --help')\n"
+
+
+def test_the_installed_entry_point_prints_one_line_on_stderr(tmp_path):
+    script = Path(sys.executable).with_name("embedkit")
+    if not script.exists():
+        pytest.skip("the embedkit console script is not installed beside this python")
+    proc = subprocess.run([script, "index", "build"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "error: Missing argument 'PROFILES' (see 'embedkit index build --help')\n"
+    missing = subprocess.run(
+        [script, "aggregate", tmp_path / "nope.csv", "-o", tmp_path / "out.parquet"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        missing.returncode == 2
+        and missing.stderr == f"error: {tmp_path / 'nope.csv'}: no such file\n"
+    )
+
+
+def test_only_embedkit_input_errors_are_one_line_a_bug_keeps_its_traceback(
+    inputs, tmp_path, monkeypatch
+):
+    """friendly_errors turned every ValueError into a one-line exit 2, internal bugs too."""
+    from embedkit.errors import InputError
+
+    module = importlib.import_module("embedkit.profiles.aggregate")
+
+    def bug(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(module, "aggregate", bug)
+    args = ["aggregate", inputs["root"] / "wells.csv", "-o", tmp_path / "out.parquet"]
+    result = run(*args)
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "error: an internal bug" not in result.output
+
+    def refused(*args, **kwargs):
+        raise InputError("a sentence the user can act on")
+
+    monkeypatch.setattr(module, "aggregate", refused)
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stderr == "error: a sentence the user can act on\n"
+
+
+def test_debug_shows_the_traceback_of_input_errors_too(tmp_path, monkeypatch):
+    args = ["aggregate", tmp_path / "nope.csv", "-o", tmp_path / "out.parquet"]
+    plain = run(*args)
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    for result in (
+        run("--debug", *args),
+        run(*args, env={"EMBEDKIT_DEBUG": "1"}),
+    ):
+        assert result.exit_code == 2
+        assert "Traceback (most recent call last)" in result.stderr
+        assert "InputError" in result.stderr
+        assert result.stderr.endswith(f"error: {tmp_path / 'nope.csv'}: no such file\n")
+    assert "--debug" in run("--help").output

@@ -2,7 +2,9 @@
 
 One module per command group (`embedkit X` lives in `cli/X.py`); each parses arguments,
 calls one job and prints a summary line. Errors the user can act on (`EmbedkitError`)
-print one line and exit with code 2. The groups are listed here, as chemprop's main does.
+and bad options print one line and exit with code 2 (`--debug` adds the traceback). The
+groups are listed here, as chemprop's main does. Command modules import heavy libraries
+(torch, timm, faiss) inside their command bodies, so `embedkit --help` starts fast.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from embedkit.cli.embed_smiles import embed_smiles
 from embedkit.cli.evaluate import evaluate_group
 from embedkit.cli.index import index_group
 from embedkit.cli.normalize import normalize_cmd
-from embedkit.cli.options import DEFAULT_MOLECULE_MODEL
+from embedkit.cli.options import DEFAULT_MOLECULE_MODEL, EmbedkitGroup, debug_option
 from embedkit.cli.plates import plates_group
 from embedkit.cli.retrieve import retrieve_cmd
 from embedkit.cli.zoo import zoo_group
@@ -36,9 +38,10 @@ COMMANDS = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EmbedkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="embedkit")
-def main() -> None:
+@debug_option
+def main(debug: bool) -> None:
     """Embeddings that carry biology: molecules and cell images, from a pinned model zoo.
 
     \b

@@ -98,8 +98,12 @@ def evaluate_retrieval_cmd(
     Every molecule in QUERIES is scored against every profile in the index (exact); its
     true profiles are those whose KEY equals its QUERY-KEY.
     """
+    from embedkit.outputs import check_output_file
     from embedkit.retrieval.jobs import evaluate_retrieval_file, load_index_model
 
+    for path in (output, plot):
+        if path is not None:
+            check_output_file(path, overwrite)  # before the model loads
     embedder = load_index_model(index_dir, model, "auto")
     evaluation = evaluate_retrieval_file(
         queries, index_dir, embedder, key, query_key, smiles_column, output, plot, overwrite

@@ -1,17 +1,32 @@
-"""Options and error handling shared by every `embedkit` sub-command module."""
+"""Options and error handling shared by every `embedkit` sub-command module.
+
+One error style for every command: embedkit's own input errors (`EmbedkitError`) and bad
+options print one line, `error: <what went wrong and what to do>`, on stderr and exit
+with code 2. Anything else is a bug and keeps its traceback. `embedkit --debug` (or
+EMBEDKIT_DEBUG=1) prints the traceback of input errors too.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from embedkit.errors import EmbedkitError, InputError
 
 DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
 DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
+
+# Choices the parser needs before any library is imported (parsing must not import pandas,
+# torch…); tests/test_cli.py keeps them equal to images.discovery.LAYOUTS and
+# profiles.normalize.NORMALIZERS.
+LAYOUTS = ("auto", "rxrx", "phenix", "channel-names", "index-csv", "pattern")
+NORMALIZE_METHODS = ("standardize", "mad_robustize", "pca_centerscale", "tvn")
 
 
 def model_option_for(default: str):
@@ -23,12 +38,6 @@ def model_option_for(default: str):
         show_default=True,
         help="Zoo name[@revision], hf-hub:org/repo[@rev] or local-dir:PATH.",
     )
-
-# Choices the parser needs before any library is imported (parsing must not import pandas,
-# torch…); tests/test_cli.py keeps them equal to images.discovery.LAYOUTS and
-# profiles.normalize.NORMALIZERS.
-LAYOUTS = ("auto", "rxrx", "phenix", "channel-names", "index-csv", "pattern")
-NORMALIZE_METHODS = ("standardize", "mad_robustize", "pca_centerscale", "tvn")
 
 
 model_option = model_option_for(DEFAULT_MOLECULE_MODEL)
@@ -61,21 +70,83 @@ def num_workers_option(help_text: str):
     )
 
 
+DEBUG_ENV = "EMBEDKIT_DEBUG"
+
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    envvar=DEBUG_ENV,
+    help=f"Print the traceback of input errors too (or set {DEBUG_ENV}=1).",
+)
+
+
+def debug_enabled() -> bool:
+    """`embedkit --debug` on the root command, or EMBEDKIT_DEBUG=1."""
+    if os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        return True
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
+class OneLineError(click.ClickException):
+    """Shown as `error: <message>` on stderr, exit code 2 (click's usage-error code)."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+def one_line_error(err: EmbedkitError) -> OneLineError:
+    """An EmbedkitError as one line; with --debug its traceback is printed first."""
+    if debug_enabled():
+        traceback.print_exception(err, file=sys.stderr)
+    return OneLineError(str(err))
+
+
+def usage_error(err: click.UsageError) -> OneLineError:
+    """A bad option or argument, in the same one-line style, pointing at --help."""
+    path = err.ctx.command_path if err.ctx is not None else "embedkit"
+    message = err.format_message().rstrip(".")
+    return OneLineError(f"{message} (see '{path} --help')")
+
+
 def friendly_errors(func):
-    """Turn EmbedkitError (and a few library errors) into one line on stderr + exit code 2."""
+    """Turn EmbedkitError into one line on stderr + exit code 2; other errors propagate.
+
+    The root command (`EmbedkitGroup`) does the same for every sub-command; this decorator
+    keeps a command's errors one line when it is invoked on its own."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except EmbedkitError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except ValueError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+            raise one_line_error(err) from err
 
     return wrapper
+
+
+class EmbedkitGroup(click.Group):
+    """The root command: one error style for every sub-command, bad options included."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:
+            raise usage_error(err) from err
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:
+            raise usage_error(err) from err
+        except EmbedkitError as err:
+            raise one_line_error(err) from err
 
 
 device_option = click.option(

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from embedkit.errors import InputError
+
 CROP_MODES = ("tiles", "center", "random", "full")
 EPS = 1e-6
 
@@ -33,7 +35,7 @@ def crop_positions(
     if mode == "full":
         return [(0, 0)]
     if height < size or width < size:
-        raise ValueError(f"field {height}x{width} is smaller than the {size}px crop")
+        raise InputError(f"field {height}x{width} is smaller than the {size}px crop")
     if mode == "center":
         return [((height - size) // 2, (width - size) // 2)]
     if mode == "random":
