@@ -328,3 +328,58 @@ def test_debug_shows_the_traceback_of_input_errors_too(tmp_path, monkeypatch):
         assert "InputError" in result.stderr
         assert result.stderr.endswith(f"error: {tmp_path / 'nope.csv'}: no such file\n")
     assert "--debug" in run("--help").output
+
+
+# --- start-up: no torch, timm or faiss to parse a command line ------------------------------
+
+HEAVY = ("torch", "timm", "faiss")
+
+STARTUP = """
+import json, sys
+from click.testing import CliRunner
+from embedkit.cli import main
+runs = [sys.argv[1:3], ["--help"], ["zoo", "list"], ["normalize", "--help"]]
+runs += [["aggregate", sys.argv[1], "-o", sys.argv[2] + "/w.parquet"]]
+runs += [["normalize", sys.argv[2] + "/w.parquet", "-o", sys.argv[2] + "/n.csv",
+          "--method", "mad_robustize", "--by", "Metadata_Plate"]]
+codes = [CliRunner().invoke(main, args).exit_code for args in runs[1:]]
+print(json.dumps({"codes": codes, "heavy": [m for m in %r if m in sys.modules]}))
+"""
+
+
+def test_help_zoo_list_and_the_profile_commands_import_no_torch_timm_or_faiss(inputs, tmp_path):
+    """Today every command takes 5-8 s to start: `embedkit --help` imported torch."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STARTUP % (HEAVY,), inputs["root"] / "wells.csv", tmp_path],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report == {"codes": [0, 0, 0, 0, 0], "heavy": []}
+    assert len(pd.read_csv(tmp_path / "n.csv")) == 6  # 6 wells, normalised per plate
+
+
+@pytest.mark.parametrize("module", ["embedkit", "embedkit.cli", "embedkit.profiles.normalize"])
+def test_importing_embedkit_its_cli_or_normalize_imports_no_torch(module):
+    code = f"import sys, {module}; print([m for m in {HEAVY!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_embedkit_load_is_still_there_lazily():
+    import embedkit
+    from embedkit.api import load
+
+    assert embedkit.load is load and "load" in embedkit.__all__
+    with pytest.raises(AttributeError):
+        embedkit.no_such_thing  # noqa: B018
+
+
+def test_the_parser_choices_equal_the_library_lists():
+    from embedkit.cli.options import LAYOUTS, NORMALIZE_METHODS
+    from embedkit.images import discovery
+    from embedkit.profiles.normalize import NORMALIZERS
+
+    assert LAYOUTS == discovery.LAYOUTS and NORMALIZE_METHODS == tuple(NORMALIZERS)
