@@ -294,6 +294,32 @@ def test_add_appends_without_rebuilding_and_equals_a_full_build(tmp_path, embedd
     assert grown.metadata.Profile_Row.tolist() == list(range(21))
 
 
+def test_add_matches_column_names_without_case_as_build_does(tmp_path, embedder, molecules):
+    """`index build` matched feature columns without case, `index add` with it: a table
+    that build accepted was refused by add."""
+    spaces, info = embedder.model.extra["feature_spaces"], embedder.run_info
+    first, second = profiles(12, seed=1), profiles(9, seed=2, keys=[f"q{i}" for i in range(9)])
+    shouting = second.rename(columns={c: c.upper() for c in COLUMNS})
+    assert build_index(shouting, spaces, info, "built")[0].count == 9  # build accepts it
+    shouting.to_parquet(tmp_path / "more.parquet")
+    build_index(first, spaces, info, "first")[0].save(tmp_path / "idx")
+    result = run_cli("index", "add", tmp_path / "more.parquet", "-i", tmp_path / "idx")
+    assert result.exit_code == 0, result.output
+    assert "the index now holds 21" in result.output
+    grown = ProfileIndex.load(tmp_path / "idx")
+    full, _ = build_index(pd.concat([first, second], ignore_index=True), spaces, info, "all")
+    a = retrieve(molecules[:6], grown, embedder, k=21).hits
+    b = retrieve(molecules[:6], full, embedder, k=21).hits
+    pd.testing.assert_frame_equal(a, b)
+    both = first.assign(**{COLUMNS[0].lower(): first[COLUMNS[0]]})  # one name, two spellings
+    for call in (
+        lambda: build_index(both, spaces, info, "both"),
+        lambda: grown.add(both, "both"),
+    ):
+        with pytest.raises(InputError, match="differ only in case"):
+            call()
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_indexes_save_load_and_agree_with_exact_on_small_sets(
     tmp_path, embedder, molecules, kind

@@ -31,6 +31,7 @@ from embedkit.retrieval.scoring import candidate_vectors, check_metric
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
     SpaceMatch,
+    match_columns,
     match_feature_space,
     nan_rows,
     profile_feature_columns,
@@ -66,10 +67,11 @@ def prepare_profiles(
         raise ValueError(f"on_nan must be one of {ON_NAN_CHOICES}, got {on_nan!r}")
     if len(table) == 0:
         raise InputError(f"{source}: the profile table has no rows")
-    missing = [c for c in space.columns if c not in table.columns]
+    found = match_columns(table.columns, space.columns)  # without case, as build matched
+    missing = [c for c in space.columns if c not in found]
     if missing:
         raise InputError(f"{source}: the index's feature columns are missing: {missing[:5]}")
-    raw = table[space.columns].to_numpy(dtype=np.float64)
+    raw = table[[found[c] for c in space.columns]].to_numpy(dtype=np.float64)
     bad = nan_rows(raw)
     if len(bad) and on_nan == "error":
         shown = ", ".join(str(r + 1) for r in bad[:10]) + (" …" if len(bad) > 10 else "")

@@ -9,6 +9,7 @@ the shared columns are scored, scaled by the same spec training used.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,23 @@ def profile_feature_columns(table: pd.DataFrame) -> list[str]:
     ]
 
 
+def match_columns(available: Iterable, wanted: Sequence[str]) -> dict[str, str]:
+    """The one rule for finding feature columns in a table (`index build` and `index add`):
+    names match without regard to case. Maps each name of `wanted` present in `available`
+    to the name as `available` spells it; two columns differing only in case are refused."""
+    wanted_lower = {w.lower() for w in wanted}
+    by_lower: dict[str, str] = {}
+    for column in map(str, available):
+        key = column.lower()
+        if key in wanted_lower and by_lower.get(key, column) != column:
+            raise InputError(
+                f"columns {by_lower[key]!r} and {column!r} differ only in case; feature "
+                "columns are matched without case, so rename or drop one"
+            )
+        by_lower.setdefault(key, column)
+    return {w: by_lower[w.lower()] for w in wanted if w.lower() in by_lower}
+
+
 def profile_spaces(feature_spaces: dict) -> dict[str, FeatureSpaceSpec]:
     """The model's decoder spaces that describe measured profiles (not fingerprints)."""
     return {
@@ -101,9 +119,9 @@ def match_feature_space(
         )
     if not columns:
         raise InputError("the profile table has no numeric feature columns (non-Metadata_)")
-    wanted = {c.lower(): c for c in columns}
     candidates = [name] if name is not None else sorted(spaces)
-    counts = {sp: sum(c.lower() in wanted for c in spaces[sp].columns) for sp in candidates}
+    found = {sp: match_columns(columns, spaces[sp].columns) for sp in candidates}
+    counts = {sp: len(found[sp]) for sp in candidates}
     top = max(counts.values(), default=0)
     winners = [sp for sp, n in counts.items() if n == top and n > 0]
     if len(winners) > 1:
@@ -118,13 +136,13 @@ def match_feature_space(
             f"{', '.join(columns[:3])}) belongs to a feature space of the model; it supports: "
             f"{describe_spaces(feature_spaces)}"
         )
-    space = spaces[best[1]]
-    index = [i for i, c in enumerate(space.columns) if c.lower() in wanted]
+    space, names = spaces[best[1]], found[best[1]]
+    index = [i for i, c in enumerate(space.columns) if c in names]
     shared = space.subset(index)
     shared_lower = {c.lower() for c in shared.columns}
     return SpaceMatch(
         name=best[1],
-        columns=[wanted[c.lower()] for c in shared.columns],
+        columns=[names[c] for c in shared.columns],
         decoder_index=np.asarray(index, dtype=np.int64),
         min=shared.min,
         max=shared.max,
