@@ -161,7 +161,9 @@ def embed_images_cmd(
         embed_image_folders,
         parse_shard,
     )
+    from embedkit.outputs import check_output_dir
 
+    check_output_dir(output, overwrite=True)  # a file named as OUT, before the model loads
     embedder = load(
         model, device=device, precision=precision, task="images", command="embed-images"
     )

@@ -77,7 +77,9 @@ def embed_smiles(
     """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order."""
     from embedkit.api import load
     from embedkit.molecules.jobs import embed_smiles_file
+    from embedkit.outputs import check_output_file
 
+    check_output_file(output, overwrite)  # before the model loads
     embedder = load(
         model, device=device, precision=precision, task="molecules", command="embed-smiles"
     )
