@@ -21,8 +21,8 @@ from embedkit.molecules.model import InfoAlignModel
 from train.context_graph import ContextGraph, FeatureSpace
 from train.dataset import featurize_cached, split_molecules
 from train.infoalign import run_training
+from train.loop import read_metrics
 from train.loss import SpaceTargets, infoalign_loss
-from train.metrics import read_metrics
 from train.publish import publish
 from train.trainer import TrainConfig
 
@@ -227,22 +227,23 @@ def test_training_decreases_loss_and_writes_a_loadable_folder(tmp_path, graph_fi
     }
 
 
+def _losses(run: Path) -> list[dict]:
+    return [
+        {k: v for k, v in m.items() if k in ("epoch", "step") or k.startswith(("train_", "val_"))}
+        for m in read_metrics(run)
+    ]
+
+
 def test_resume_retraces_the_uninterrupted_run(tmp_path, graph_file):
     _train(tmp_path / "full", graph_file)
     n_train = len(split_molecules(tiny_graph(), TINY["val_fraction"])[0])
     per_epoch = -(-n_train // TINY["batch_size"])
     _train(tmp_path / "cut", graph_file, max_steps=per_epoch + 1)  # stops inside epoch 2
     state = torch.load(tmp_path / "cut/checkpoint.pt", weights_only=True)
-    assert state["global_step"] == per_epoch + 1 and state["step_in_epoch"] == 1
+    assert state["step"] == per_epoch + 1 and state["step_in_epoch"] == 1
     _train(tmp_path / "cut", graph_file, resume=True)
-
-    def losses(run):
-        return [
-            {k: v for k, v in m.items() if "loss" in k or k.startswith(("train_", "val_"))}
-            for m in read_metrics(tmp_path / run)
-        ]
-
-    assert losses("full") == losses("cut") and len(losses("full")) == 3
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
+    assert len(_losses(tmp_path / "full")) == 3
     full = InfoAlignModel.from_pretrained(tmp_path / "full/model").state_dict()
     cut = InfoAlignModel.from_pretrained(tmp_path / "cut/model").state_dict()
     assert all(torch.equal(full[k], cut[k]) for k in full)
@@ -253,8 +254,36 @@ def test_resume_refuses_a_changed_recipe(tmp_path, graph_file):
 
     _train(tmp_path / "run", graph_file, max_steps=2)
     cfg = TrainConfig(**{**TINY, "epochs": 3, "lr": 1e-2})
-    with pytest.raises(click.UsageError, match="lr"):
+    with pytest.raises(click.UsageError, match=r"made with lr=0\.003, this run asks for lr=0\.01"):
         run_training(cfg, tmp_path / "run", graph_file, resume=True, log=lambda m: None)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_kill_right_after_an_epoch_checkpoint_loses_no_record(tmp_path, graph_file, monkeypatch):
+    """An epoch's record is written before the checkpoint that covers it: killed right after
+    that checkpoint lands, the resumed run still logs every epoch, once."""
+    _train(tmp_path / "full", graph_file)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name == "checkpoint.pt":
+            state = torch.load(dst, weights_only=True)
+            if (state["epoch"], state["step_in_epoch"]) == (1, 0):  # epoch 1 is done
+                raise Killed
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(Killed):
+        _train(tmp_path / "cut", graph_file)
+    monkeypatch.setattr(os, "replace", real_replace)
+    state = torch.load(tmp_path / "cut/checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 0)
+    _train(tmp_path / "cut", graph_file, resume=True)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [1, 2, 3]
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")
 
 
 @pytest.mark.slow
@@ -292,6 +321,7 @@ def test_torchrun_two_processes_gloo(tmp_path, graph_file):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout and "dry run" in proc.stdout
+    assert "molecules/s" in proc.stdout  # progress with items/s
     metrics = read_metrics(tmp_path / "ddp")
     assert len(metrics) == 2 and all(np.isfinite(m["train_loss"]) for m in metrics)
     model = InfoAlignModel.from_pretrained(tmp_path / "ddp/model")

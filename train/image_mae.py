@@ -7,8 +7,9 @@ pixels; the loss is their mean squared error. Only the encoder is kept.
 
 Data: plate folders (any layout `embedkit plates inspect` understands), each with an
 optional channel map onto the model's channels; every site is read once into memory and
-each step draws random crops with flips, seeded by (seed, step, rank) so a resumed run
-retraces an uninterrupted one. Runs as one process or under `torchrun` (DDP; gloo on CPU).
+each step draws random crops with flips, seeded by (seed, step, rank). The steps,
+checkpoints, exact resume and `metrics.jsonl` are the shared loop's (`train.loop`).
+Runs as one process or under `torchrun` (DDP; gloo on CPU).
 
     torchrun --standalone --nproc_per_node=2 -m train.image_mae \
         --data synth/ --data PHENIX_DIR:DNA=ch5,ER=ch4,RNA=ch3,AGP=ch2,Mito=ch1 \
@@ -17,11 +18,10 @@ retraces an uninterrupted one. Runs as one process or under `torchrun` (DDP; glo
 
 from __future__ import annotations
 
-import json
-import math
+import itertools
 import sys
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -30,7 +30,6 @@ import torch
 import torch.distributed as dist
 from timm.models.vision_transformer import Block
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from embedkit.images.channels import parse_channel_map, plan_channels
 from embedkit.images.discovery import discover
@@ -38,14 +37,13 @@ from embedkit.images.model import CELL_PAINTING, CELL_PAINTING_ALIASES, ImageMod
 from embedkit.images.preprocess import instance_normalise
 from embedkit.images.reading import read_site
 from embedkit.images.vit import ViTConfig
-from train.distributed import Runtime, check_replicas, setup_runtime
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
+from embedkit.io import atomic_path
+from train.distributed import Runtime, setup_runtime
+from train.loop import LoopConfig, Method, Run, Step, config_options, run, step_seed, warmup_cosine
 
 
 @dataclass
-class MAEConfig:
+class MAEConfig(LoopConfig):
     crop_size: int = 128
     depth: int = 12
     embed_dim: int = 384
@@ -58,9 +56,26 @@ class MAEConfig:
     lr: float = 1.5e-4 * 32 / 256 * 4
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05
-    seed: int = 0
-    bf16: bool = False
-    checkpoint_every: int = 100
+
+
+MAE_HELPS = {
+    "seed": "Seed.",
+    "bf16": "bf16 autocast.",
+    "checkpoint_every": "Checkpoint every N steps.",
+    "max_steps": "Stop after this step (the schedule still plans --steps); --resume goes on.",
+    "crop_size": "Crop side in pixels.",
+    "depth": "Encoder blocks (12 = ViT-S).",
+    "embed_dim": "Token width (384 = ViT-S).",
+    "num_heads": "Attention heads.",
+    "mask_ratio": "Fraction of patches hidden from the encoder.",
+    "decoder_dim": "Decoder width.",
+    "decoder_depth": "Decoder blocks.",
+    "batch_size": "Global batch.",
+    "steps": "Training steps (the schedule spans them).",
+    "lr": "Peak AdamW learning rate.",
+    "weight_decay": "AdamW weight decay.",
+    "warmup_fraction": "Fraction of the steps spent warming the learning rate up.",
+}
 
 
 class MAE(nn.Module):
@@ -146,107 +161,103 @@ def sample_batch(sites, n: int, size: int, generator: torch.Generator) -> torch.
     return instance_normalise(torch.stack(crops))
 
 
-def lr_at(step: int, cfg: MAEConfig) -> float:
-    warm = max(1, int(cfg.warmup_fraction * cfg.steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, cfg.steps - warm)
-    return 1e-6 + 0.5 * (cfg.lr - 1e-6) * (1 + math.cos(math.pi * progress))
+class MAEMethod(Method):
+    """Masked autoencoding on random crops of in-memory sites (step based)."""
 
+    name = "mae"
+    unit = "crops"
+    record_every = 20
+    grad_clip = 1.0
 
-def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime, log=print):
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    model = ImageModel(
-        ViTConfig(
-            img_size=cfg.crop_size,
-            in_chans=len(CELL_PAINTING),
-            depth=cfg.depth,
-            embed_dim=cfg.embed_dim,
-            num_heads=cfg.num_heads,
-        ),
-        CELL_PAINTING,
-        CELL_PAINTING_ALIASES,
-        cfg.crop_size,
-        {"kind": "instance"},
-    )
-    mae = MAE(model, cfg).to(rt.device)
-    net = DistributedDataParallel(mae) if rt.world > 1 else mae
-    optim = torch.optim.AdamW(
-        mae.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
-    )
-    step = 0
-    if resume and (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, map_location=rt.device, weights_only=True)
-        mae.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        step = int(state["step"])
-        log(f"resumed at step {step}")
-    elif rt.main and (out / METRICS).exists():
-        (out / METRICS).unlink()
-    sites = load_training_sites(data, CELL_PAINTING, CELL_PAINTING_ALIASES)
-    if rt.main:
-        log(f"{len(sites)} training sites from {len(data)} folder(s); {rt.world} process(es)")
-    per_rank = cfg.batch_size // rt.world
-    tick, window = time.perf_counter(), []
-    while step < cfg.steps:
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + rt.rank)
-        images = sample_batch(sites, per_rank, cfg.crop_size, generator).to(rt.device)
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = net(images, generator)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(mae.parameters(), 1.0)
-        optim.step()
-        step += 1
-        window.append(float(loss.detach()))
-        if step % 20 == 0 or step == cfg.steps:
-            mean = rt.all_sum([sum(window) / len(window)])[0] / rt.world
-            seconds = time.perf_counter() - tick
-            record = {
-                "step": step,
-                "loss": round(mean, 5),
-                "lr": lr_at(step - 1, cfg),
-                "crops_per_second": round(len(window) * cfg.batch_size / seconds, 2),
-            }
-            if rt.main:
-                with open(out / METRICS, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                log(
-                    f"step {step:5d}/{cfg.steps} loss {mean:.4f} "
-                    f"{record['crops_per_second']:.1f} crops/s"
-                )
-            tick, window = time.perf_counter(), []
-        if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and rt.main:
-            torch.save(
-                {
-                    "model": mae.state_dict(),
-                    "optim": optim.state_dict(),
-                    "step": step,
-                    "config": asdict(cfg),
-                },
-                out / (CHECKPOINT + ".tmp"),
-            )
-            (out / (CHECKPOINT + ".tmp")).replace(out / CHECKPOINT)
-        rt.barrier()
-    check_replicas(mae, rt)
-    if rt.main:
-        model.extra = {
-            "recipe": {"method": "mae", **asdict(cfg)},
-            "data": data,
-            "simulated": "trained on synthetic plates + a few real fields; a demo",
-        }
-        folder = model.save_pretrained(out / "model")
+    def __init__(
+        self, cfg: MAEConfig, rt: Runtime, data: list[str], sites: list[np.ndarray], log=print
+    ):
+        super().__init__(cfg, rt)
+        self.cfg, self.data, self.sites, self.log = cfg, data, sites, log
+        self.per_rank = cfg.batch_size // rt.world
+        self.model: ImageModel | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.steps
+
+    def settings(self) -> dict:
+        return {**self.cfg.to_dict(), "data": self.data}
+
+    def build(self) -> nn.Module:
+        cfg = self.cfg
+        self.model = ImageModel(
+            ViTConfig(
+                img_size=cfg.crop_size,
+                in_chans=len(CELL_PAINTING),
+                depth=cfg.depth,
+                embed_dim=cfg.embed_dim,
+                num_heads=cfg.num_heads,
+            ),
+            CELL_PAINTING,
+            CELL_PAINTING_ALIASES,
+            cfg.crop_size,
+            {"kind": "instance"},
+        )
+        return MAE(self.model, cfg).to(self.rt.device)
+
+    def optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            module.parameters(),
+            lr=self.cfg.lr,
+            betas=(0.9, 0.95),
+            weight_decay=self.cfg.weight_decay,
+        )
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        warmup = int(cfg.warmup_fraction * cfg.steps)
+        return warmup_cosine(step, cfg.steps, cfg.lr, warmup, floor=1e-6)
+
+    def batches(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
+        for step in itertools.count(start):
+            seed = step_seed(self.cfg.seed, epoch, step, self.rt.rank) + 2
+            generator = torch.Generator().manual_seed(seed)
+            yield sample_batch(self.sites, self.per_rank, self.cfg.crop_size, generator)
+
+    def train_step(self, net: nn.Module, batch: torch.Tensor, step: Step) -> dict:
+        return {"loss": net(batch.to(self.rt.device), step.generator)}
+
+    def save(self, module: nn.Module, run: Run) -> None:
         from train.image_card import render_image_card
 
+        self.model.extra = {
+            "recipe": {"method": "mae", **self.cfg.to_dict()},
+            "data": self.data,
+            "simulated": "trained on synthetic plates + a few real fields; a demo",
+        }
+        folder = self.model.save_pretrained(run.out / "model")
         command = "torchrun ... -m train.image_mae " + " ".join(sys.argv[1:])
-        (folder / "README.md").write_text(render_image_card(folder, out, "model", command))
-        log(f"wrote {folder}")
-    rt.barrier()
+        with atomic_path(folder / "README.md") as tmp:
+            tmp.write_text(render_image_card(folder, run.out, "model", command))
+        self.log(f"wrote {folder}")
+
+
+def train(
+    cfg: MAEConfig,
+    data: list[str],
+    out: Path,
+    resume: bool,
+    rt: Runtime,
+    log=print,
+    log_every: int = 0,
+) -> Run:
+    """Read the sites, then run MAE on the shared loop; rank 0 writes OUT/model."""
+    log = log if rt.main else (lambda _message: None)
+    sites = load_training_sites(data, CELL_PAINTING, CELL_PAINTING_ALIASES)
+    if not sites:
+        raise click.UsageError(f"no readable site with every channel in {', '.join(data)}")
+    log(f"{len(sites)} training sites from {len(data)} folder(s); {rt.world} process(es)")
+    method = MAEMethod(cfg, rt, data, sites, log)
+    result = run(method, out, resume=resume, log=log, log_every=log_every)
     if rt.world > 1:
         dist.destroy_process_group()
+    return result
 
 
 @click.command()
@@ -258,49 +269,14 @@ def train(cfg: MAEConfig, data: list[str], out: Path, resume: bool, rt: Runtime,
     help="Plate folder, optionally DIR:MODEL=PLATE,... to map its channels (repeat).",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--crop-size", default=128, show_default=True)
-@click.option("--depth", default=12, show_default=True, help="Encoder blocks (12 = ViT-S).")
-@click.option("--embed-dim", default=384, show_default=True, help="Token width (384 = ViT-S).")
-@click.option("--num-heads", default=6, show_default=True)
-@click.option("--checkpoint-every", default=100, show_default=True, help="Steps.")
-@click.option("--steps", default=600, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="Global batch.")
-@click.option("--lr", default=MAEConfig.lr, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--bf16", is_flag=True, help="bf16 autocast.")
-@click.option("--resume", is_flag=True)
-@click.option("--threads", default=None, type=int)
-def main(
-    data,
-    out,
-    crop_size,
-    depth,
-    embed_dim,
-    num_heads,
-    checkpoint_every,
-    steps,
-    batch_size,
-    lr,
-    seed,
-    bf16,
-    resume,
-    threads,
-):
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
+@click.option("--threads", default=None, type=int, help="Torch threads per process.")
+@click.option("--log-every", default=20, show_default=True, help="Progress line every N steps.")
+@config_options(MAEConfig, MAE_HELPS)
+def main(data, out, resume, threads, log_every, **recipe):
     """MAE-pretrain a Cell Painting ViT on plate folders; writes OUT/model (Hub layout)."""
     rt = setup_runtime(threads)
-    cfg = MAEConfig(
-        crop_size=crop_size,
-        depth=depth,
-        embed_dim=embed_dim,
-        num_heads=num_heads,
-        checkpoint_every=checkpoint_every,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        bf16=bf16,
-    )
-    train(cfg, list(data), out, resume, rt, log=print if rt.main else (lambda *_: None))
+    train(MAEConfig(**recipe), list(data), out, resume, rt, log=print, log_every=log_every)
 
 
 if __name__ == "__main__":

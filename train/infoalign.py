@@ -16,8 +16,9 @@ from `checkpoint.pt` retraces the uninterrupted run exactly.
     python -m train.infoalign publish runs/ia/model --push org/embedkit-infoalign
 
 This module is the entry point (`run_training` and the click CLI); the pieces live in
-`train.loss`, `train.trainer` (loop, checkpoints), `train.distributed` (DDP runtime),
-`train.dataset` (featurisation cache, split) and `train.metrics` (`metrics.jsonl`).
+`train.loss`, `train.trainer` (the method on the shared loop), `train.loop` (steps,
+checkpoints, resume, `metrics.jsonl`), `train.distributed` (DDP runtime) and
+`train.dataset` (featurisation cache, split).
 """
 
 from __future__ import annotations
@@ -26,23 +27,19 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import click
-import torch
 import torch.distributed as dist
 
 from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir
 from embedkit.io import read_table
 from train.context_graph import ContextGraph, GraphConfig, build_context_graph, format_summary
 from train.dataset import featurize_cached
-from train.distributed import Runtime, check_replicas, setup_runtime
-from train.metrics import METRICS, read_metrics
+from train.distributed import Runtime, setup_runtime
+from train.loop import config_options, run
 from train.sources import molecule_keys
-from train.trainer import CHECKPOINT, TrainConfig, Trainer
-
-MODEL_DIR = "model"
+from train.trainer import MODEL_DIR, TRAIN_HELPS, InfoAlignMethod, ModelOutput, TrainConfig
 
 
 def prepare_graph(
@@ -74,64 +71,28 @@ def run_training(
     log=print,
     log_every: int = 0,
 ) -> Path:
-    """The whole recipe: graph → cached graphs → fit → model folder (written by rank 0)."""
+    """The whole recipe: graph → cached graphs → the shared loop → model folder (rank 0)."""
     rt = setup_runtime(threads)
-    out.mkdir(parents=True, exist_ok=True)
+    log = log if rt.main else (lambda _message: None)
+    if rt.main:
+        out.mkdir(parents=True, exist_ok=True)
+    rt.barrier()
     graph, gpath = prepare_graph(graph_path, data_dir, out, rt, log)
     cache = out / "molgraphs.npz"
     if rt.main:
         featurize_cached([str(s) for s in graph.smiles], cache)
     rt.barrier()
     mol_graphs = featurize_cached([str(s) for s in graph.smiles], cache)
-    trainer = Trainer(cfg, graph, mol_graphs, out, rt)
-    if resume and (out / CHECKPOINT).exists():
-        trainer.load_checkpoint()
-        if rt.main:
-            log(
-                f"resumed from {out / CHECKPOINT} at epoch {trainer.epoch} "
-                f"step {trainer.global_step}"
-            )
-    elif not resume and rt.main and (out / METRICS).exists():
-        (out / METRICS).unlink()
-    if rt.main:
-        log(
-            f"training on {len(trainer.train_ids):,} molecules ({len(trainer.val_ids):,} held "
-            f"out), {rt.world} process(es), {trainer.steps_per_epoch} steps/epoch"
-        )
-    tick = time.perf_counter()
-    trainer.fit(log, log_every)
-    check_replicas(trainer.model, rt)
-    folder = out / MODEL_DIR
-    if rt.main:
-        from train.model_card import write_model_card
-
-        dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-            save_dtype
-        ]
-        trainer.model.save_pretrained(folder, dtype=dtype)
-        write_model_card(
-            folder,
-            graph=graph,
-            graph_path=gpath,
-            config=cfg.to_dict(),
-            metrics=read_metrics(out),
-            command=command,
-            runtime={
-                "processes": rt.world,
-                "device": str(rt.device),
-                "threads_per_process": torch.get_num_threads(),
-                "seconds_this_session": round(time.perf_counter() - tick, 1),
-                "steps_done": trainer.global_step,
-                "steps_planned": trainer.total_steps,
-            },
-            save_dtype=save_dtype,
-            license=card_license,
-        )
-        log(f"wrote {folder} ({save_dtype}); metrics in {out / METRICS}")
-    rt.barrier()
+    output = ModelOutput(gpath, save_dtype, command, card_license)
+    method = InfoAlignMethod(cfg, rt, graph, mol_graphs, output, log)
+    log(
+        f"training on {len(method.train_ids):,} molecules ({len(method.val_ids):,} held "
+        f"out), {rt.world} process(es), {method.steps_per_epoch} steps/epoch"
+    )
+    run(method, out, resume=resume, log=log, log_every=log_every)
     if rt.world > 1:
         dist.destroy_process_group()
-    return folder
+    return out / MODEL_DIR
 
 
 @click.group()
@@ -197,40 +158,6 @@ def build_graph_cmd(
     click.echo(f"wrote {out_path} in {time.perf_counter() - tick:.1f}s")
 
 
-def _train_options(func):
-    defaults = TrainConfig()
-    helps = {
-        "num_layer": "GIN layers.",
-        "emb_dim": "Embedding width.",
-        "drop_ratio": "GIN dropout.",
-        "decoder_dropout": "Decoder dropout.",
-        "epochs": "Epochs.",
-        "batch_size": "Global batch (split across processes).",
-        "lr": "Adam learning rate (cosine decay).",
-        "weight_decay": "Adam weight decay.",
-        "walk_length": "Random-walk steps.",
-        "beta": "KL weight β.",
-        "seed": "Seed.",
-        "val_fraction": "Held-out molecule fraction (stable hash split).",
-        "bf16": "bf16 autocast for the forward pass.",
-        "checkpoint_every": "Checkpoint every N steps (and after every epoch).",
-        "max_steps": "Stop after this global step (the schedule still plans --epochs).",
-    }
-    for f in reversed(fields(TrainConfig)):
-        name = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.type in ("bool", bool):
-            func = click.option(
-                f"{name}/--no-{name[2:]}", default=default, show_default=True, help=helps[f.name]
-            )(func)
-        else:
-            kind = {"int": int, "float": float, "int | None": int}[str(f.type)]
-            func = click.option(
-                name, type=kind, default=default, show_default=True, help=helps[f.name]
-            )(func)
-    return func
-
-
 @cli.command("train")
 @click.option(
     "--graph",
@@ -277,7 +204,7 @@ def _train_options(func):
 )
 @click.option("--push", "push_repo", default=None, help="Upload model/ to this Hub repo id.")
 @click.option("--dry-run", is_flag=True, help="With --push: write and check the folder only.")
-@_train_options
+@config_options(TrainConfig, TRAIN_HELPS)
 def train_cmd(
     graph_path,
     data_dir,
