@@ -10,7 +10,7 @@ regulated genes. Edges (undirected, weight in (0, 1]):
   the top fraction of |L1000 z| entries (the paper's "top 1 %"), gene–gene interactions;
 * similarity edges inside one feature space: cosine ≥ 0.8 *and* among the top 0.5 % of
   pairs (the paper's 99.5 % sparsity rule); weight = cosine. Molecules compare ECFP4
-  (radius 2) bits, as the reference does; profiles compare column-standardised vectors
+  (radius 2) bits, as the reference does; profiles compare column-standardized vectors
   (cosine of [0, 1]-scaled vectors would call almost every pair similar).
 
 The reference code weights expression edges by the raw |z| (often > 1); we follow the
@@ -35,7 +35,8 @@ import numpy as np
 from embedkit.data_dir import resolve_data_dir
 from embedkit.io import atomic_path
 from embedkit.molecules.feature_spaces import PROFILE, FeatureSpaceSpec
-from train.similarity import fingerprints, similarity_edges, standardise
+from embedkit.profiles.normalize import standardize
+from train.similarity import fingerprints, similarity_edges
 from train.sources import (
     L1000_SPACE,
     MoleculeIndex,
@@ -302,7 +303,7 @@ def build_context_graph(
     for name in space_names[1:]:
         members = [(ps, off) for ps, off in zip(profiles, offsets, strict=True) if ps.space == name]
         spaces[name], nodes, raw = _profile_space(name, members, n)
-        i, j, s = similarity_edges(standardise(raw), config.sim_threshold, config.sim_sparsity)
+        i, j, s = similarity_edges(_zscores(raw), config.sim_threshold, config.sim_sparsity)
         edges.add(f"sim:{name}", nodes[i], nodes[j], s)
 
     src, dst, weight, etype = edges.build()
@@ -366,6 +367,13 @@ def _profile_space(name: str, members: list[tuple[ProfileSet, int]], n: int):
     rows = np.full(n, -1, np.int64)
     rows[nodes] = np.arange(len(nodes))
     return FeatureSpace(spec, spec.scale(raw), rows), nodes, raw
+
+
+def _zscores(raw: np.ndarray) -> np.ndarray:
+    """Column z-scores over every profile of the space (missing → 0), so cosine compares
+    profile shapes, not the offset of [0, 1]-scaled values."""
+    everyone = np.ones(len(raw), dtype=bool)
+    return np.nan_to_num(standardize(raw, everyone, [("all", np.arange(len(raw)))], None))
 
 
 def _source_counts(index: MoleculeIndex, keys: list[str]) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """Similarity edges inside one feature space: cosine ≥ threshold *and* in the top pairs.
 
 The top-pairs cut is the paper's 99.5 % sparsity rule. Molecules compare ECFP4 (radius 2)
-bits, as the reference does; profiles compare column-standardised vectors (cosine of
-[0, 1]-scaled vectors would call almost every pair similar).
+bits, as the reference does; profiles compare column-standardized vectors (cosine of
+[0, 1]-scaled vectors would call almost every pair similar; `train.context_graph`
+standardizes with `embedkit.profiles.normalize.standardize`).
 """
 
 from __future__ import annotations
@@ -35,13 +36,6 @@ def similarity_edges(
         top = np.argpartition(-s, budget - 1)[:budget] if budget > 0 else np.zeros(0, int)
         i, j, s = i[top], j[top], s[top]
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.float32)
-
-
-def standardise(values: np.ndarray) -> np.ndarray:
-    """Column z-scores (NaN → 0), so cosine compares profile *shapes*, not the [0,1] offset."""
-    mean = np.nanmean(values, axis=0)
-    std = np.nanstd(values, axis=0)
-    return np.nan_to_num((values - mean) / np.where(std > 0, std, 1.0))
 
 
 def fingerprints(

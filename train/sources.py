@@ -16,6 +16,7 @@ import pandas as pd
 from rdkit import Chem
 
 from embedkit.molecules.featurize import parse_smiles
+from embedkit.profiles.aggregate import aggregate
 from embedkit.zoo import sha256_of
 
 L1000_SPACE = "l1000"  # one shared feature space for every L1000 dataset, keyed by gene
@@ -123,8 +124,11 @@ class ProfileSet:
     values: pd.DataFrame  # rows × feature columns (raw scale; NaN = missing)
 
 
-def _aggregate(frame: pd.DataFrame, by: list[str], features: list[str]) -> pd.DataFrame:
-    return frame.groupby(by, sort=False)[features].median().reset_index()
+def _median(frame: pd.DataFrame, by: list[str], features: list[str]) -> pd.DataFrame:
+    """One median profile per group of `by`, in first-appearance order (embedkit's
+    pycytominer-style `aggregate`); rows with a missing key are left out."""
+    frame = frame.dropna(subset=by)
+    return aggregate(frame, by, "median", features)[[*by, *features]]
 
 
 def read_cmea(files: dict, index: MoleculeIndex) -> list[ProfileSet]:
@@ -166,7 +170,7 @@ def read_a549(path: Path, index: MoleculeIndex) -> ProfileSet:
     table["dose"] = table["Metadata_mmoles_per_liter"].astype(float).round(4)
     table = table[table["pert"].notna()]
     ik = table.groupby("pert")["Metadata_InChIKey14"].first()
-    agg = _aggregate(table, ["pert", "dose"], features)
+    agg = _median(table, ["pert", "dose"], features)
     mols = [index.add("cp_lincs_a549", p, ik.get(p)) for p in agg["pert"]]
     keep = np.array([m is not None for m in mols], dtype=bool)
     agg = agg[keep].reset_index(drop=True)
@@ -195,7 +199,7 @@ def read_l1000_plate(path: Path, index: MoleculeIndex) -> ProfileSet:
     dose = meta["pert_dose"] if "pert_dose" in meta else pd.Series(0, index=meta.index)
     frame["dose"] = pd.to_numeric(dose, errors="coerce").values
     frame = frame[frame["pert"].notna()]
-    agg = _aggregate(frame, ["pert", "dose"], [c for c in z.columns])
+    agg = _median(frame, ["pert", "dose"], list(z.columns))
     mols = [index.add("l1000_lincs_a375", p) for p in agg["pert"]]
     keep = np.array([m is not None for m in mols], dtype=bool)
     agg = agg[keep].reset_index(drop=True)
