@@ -19,29 +19,31 @@ def star() -> CSRGraph:
 def test_csr_is_symmetric_with_degrees():
     g = star()
     assert g.degree().tolist() == [3, 1, 1, 2, 1, 0]
-    neighbours = {n: g.indices[g.indptr[n]:g.indptr[n + 1]].tolist() for n in range(6)}
+    neighbours = {n: g.indices[g.indptr[n] : g.indptr[n + 1]].tolist() for n in range(6)}
     assert neighbours == {0: [1, 2, 3], 1: [0], 2: [0], 3: [0, 4], 4: [3], 5: []}
-    assert g.weights[g.indptr[3]:g.indptr[4]].tolist() == [1.0, 0.800000011920929]
+    assert g.weights[g.indptr[3] : g.indptr[4]].tolist() == [1.0, 0.800000011920929]
 
 
 def test_alpha_is_the_cumulative_product_along_each_path():
-    nodes, alpha = random_walks(star(), torch.zeros(500, dtype=torch.long), 4,
-                                torch.Generator().manual_seed(1))
+    nodes, alpha = random_walks(
+        star(), torch.zeros(500, dtype=torch.long), 4, torch.Generator().manual_seed(1)
+    )
     assert nodes.shape == alpha.shape == (500, 5)
     assert (nodes[:, 0] == 0).all() and (alpha[:, 0] == 1).all()
     for path, a in zip(nodes.tolist(), alpha.tolist(), strict=True):
         expected = 1.0
         for k in range(1, 5):
-            assert frozenset(path[k - 1:k + 1]) in WEIGHT  # every step follows an edge
-            w = WEIGHT[frozenset(path[k - 1:k + 1])]
+            assert frozenset(path[k - 1 : k + 1]) in WEIGHT  # every step follows an edge
+            w = WEIGHT[frozenset(path[k - 1 : k + 1])]
             expected = float(torch.tensor(expected) * torch.tensor(w))  # float32, as the walk
             assert a[k] == expected
 
 
 def test_transitions_are_uniform_over_neighbours():
     n = 60_000
-    nodes, _ = random_walks(star(), torch.zeros(n, dtype=torch.long), 2,
-                            torch.Generator().manual_seed(2))
+    nodes, _ = random_walks(
+        star(), torch.zeros(n, dtype=torch.long), 2, torch.Generator().manual_seed(2)
+    )
     first = torch.bincount(nodes[:, 1], minlength=6).double() / n
     assert torch.allclose(first[[1, 2, 3]], torch.full((3,), 1 / 3, dtype=torch.double), atol=0.01)
     second = torch.bincount(nodes[:, 2], minlength=6).double() / n

@@ -41,8 +41,11 @@ class CSRGraph:
         order = np.lexsort((b, a))
         counts = np.bincount(a, minlength=num_nodes)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(torch.from_numpy(indptr), torch.from_numpy(b[order].copy()),
-                   torch.from_numpy(w[order].copy()))
+        return cls(
+            torch.from_numpy(indptr),
+            torch.from_numpy(b[order].copy()),
+            torch.from_numpy(w[order].copy()),
+        )
 
 
 def random_walks(
