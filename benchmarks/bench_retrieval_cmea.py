@@ -218,14 +218,14 @@ def evaluate_fold(
 
     held = table[table.Fold == fold].reset_index(drop=True)
     train = table[table.Fold != fold].reset_index(drop=True)
-    pretrained = load(f"local-dir:{model_dir}", with_decoders=True)
+    pretrained = load(f"local-dir:{model_dir}", with_heads=True)
     out = {
         "pretrained, likelihood (paper)": pipeline_ranks(pretrained, held, "likelihood"),
         "pretrained, cosine": pipeline_ranks(pretrained, held, "cosine"),
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = untrained_copy(model_dir, Path(tmp) / "untrained", seed)
-        untrained = load(f"local-dir:{folder}", with_decoders=True)
+        untrained = load(f"local-dir:{folder}", with_heads=True)
         out["untrained encoder, likelihood"] = pipeline_ranks(untrained, held, "likelihood")
         out["untrained encoder, cosine"] = pipeline_ranks(untrained, held, "cosine")
     spaces = pretrained.model.extra["feature_spaces"]
@@ -240,7 +240,7 @@ def in_sample_reference(table: pd.DataFrame) -> dict:
     from embedkit.cli.options import DEFAULT_MOLECULE_MODEL
     from embedkit.retrieval.metrics import retrieval_metrics
 
-    shipped = load(DEFAULT_MOLECULE_MODEL, with_decoders=True)
+    shipped = load(DEFAULT_MOLECULE_MODEL, with_heads=True)
     return {
         metric: retrieval_metrics(*pipeline_ranks(shipped, table, metric)).to_dict()
         for metric in ("likelihood", "cosine")

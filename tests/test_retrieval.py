@@ -55,7 +55,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def embedder(model_dir):
-    return load(f"local-dir:{model_dir}", with_decoders=True)
+    return load(f"local-dir:{model_dir}", with_heads=True)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +275,7 @@ def test_an_index_refuses_a_model_other_than_its_own(tmp_path, model_dir, embedd
     assert f"built with model local-dir:{model_dir}" in result.output
     assert f"the model given is local-dir:{other_dir}" in result.output
     with pytest.raises(IndexMismatchError):
-        retrieve(molecules[:2], index, load(f"local-dir:{other_dir}", with_decoders=True))
+        retrieve(molecules[:2], index, load(f"local-dir:{other_dir}", with_heads=True))
 
 
 def test_add_appends_without_rebuilding_and_equals_a_full_build(tmp_path, embedder, molecules):
@@ -399,7 +399,7 @@ def test_ranks_are_pessimistic_on_ties_and_chance_matches_uniform_ranks():
 def test_real_cmea_profiles_index_with_the_shipped_model(real_data, tmp_path):
     """The shipped model's CMEA decoder space matches the real table column for column."""
     table = pd.read_parquet(real_data / "profiles" / "cmea_u2os_morphology.parquet")
-    shipped = load("infoalign-gin-lincs-small", with_decoders=True)
+    shipped = load("infoalign-gin-lincs-small", with_heads=True)
     index, _ = build_index(table, shipped.model.extra["feature_spaces"], shipped.run_info, "cmea")
     assert index.space.name == "cp_cmea_u2os" and len(index.space.columns) == 812
     assert index.count == 100 and not index.space.ignored

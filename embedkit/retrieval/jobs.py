@@ -292,4 +292,4 @@ def load_index_model(index_dir: Path, model: str | None, device: str):
     from embedkit.retrieval.index import model_spec, read_manifest
 
     spec = model or model_spec(read_manifest(index_dir)["model"])
-    return load(spec, device=device, with_decoders=True)
+    return load(spec, device=device, with_heads=True, task="molecules", command="retrieve")

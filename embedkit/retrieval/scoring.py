@@ -49,7 +49,7 @@ def decode(embedder: MoleculeEmbedder, embeddings: np.ndarray, space: SpaceMatch
     decoders = embedder.model.decoders
     if space.name not in decoders:
         raise ValueError(
-            f"the loaded model has no decoder {space.name!r}; load it with with_decoders=True"
+            f"the loaded model has no decoder {space.name!r}; load it with with_heads=True"
         )
     decoder = decoders[space.name]
     weight = next(decoder.parameters())
