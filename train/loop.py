@@ -396,6 +396,10 @@ class _Loop:
     # -- the loop
     def run(self, resume: bool) -> Run:
         method, rt, cfg = self.method, self.rt, self.cfg
+        if cfg.checkpoint_every < 1:
+            raise click.UsageError(
+                f"--checkpoint-every must be at least 1, got {cfg.checkpoint_every}"
+            )
         if rt.main:
             self.out.mkdir(parents=True, exist_ok=True)
         rt.barrier()
