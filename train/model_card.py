@@ -10,10 +10,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from embedkit.io import atomic_path
 from train.context_graph import ContextGraph
 
-TAGS = ["embedkit", "molecules", "molecular-representation", "infoalign", "gin",
-        "graph-neural-network", "cell-painting", "l1000", "safetensors"]
+TAGS = [
+    "embedkit",
+    "molecules",
+    "molecular-representation",
+    "infoalign",
+    "gin",
+    "graph-neural-network",
+    "cell-painting",
+    "l1000",
+    "safetensors",
+]
 CITATION = """@inproceedings{liu2025infoalign,
   title     = {Learning Molecular Representation in a Cell},
   author    = {Liu, Gang and Seal, Srijit and Arevalo, John and Liang, Zhenwen and
@@ -39,8 +49,7 @@ def _provenance(graph: ContextGraph) -> list[str]:
         if entry.get("commit"):
             source += f" ({entry['commit'][:12]})"
         check = "" if not entry or entry.get("sha256") == sha else " **(differs from manifest)**"
-        rows.append(f"| `{name}` | `{sha}`{check} | {source} | "
-                    f"{entry.get('license', 'unknown')} |")
+        rows.append(f"| `{name}` | `{sha}`{check} | {source} | {entry.get('license', 'unknown')} |")
     return rows
 
 
@@ -48,12 +57,17 @@ def _metrics(metrics: list[dict]) -> list[str]:
     if not metrics:
         return ["No completed epoch was logged."]
     last = metrics[-1]
-    lines = [f"Final epoch {last['epoch']} (step {last['step']}):", "",
-             "| Loss | Train | Held-out |", "|---|---|---|"]
+    lines = [
+        f"Final epoch {last['epoch']} (step {last['step']}):",
+        "",
+        "| Loss | Train | Held-out |",
+        "|---|---|---|",
+    ]
     for key in [k[6:] for k in last if k.startswith("train_")]:
         val = last.get(f"val_{key}")
-        lines.append(f"| {key} | {last[f'train_{key}']:.5g} | "
-                     f"{'' if val is None else f'{val:.5g}'} |")
+        lines.append(
+            f"| {key} | {last[f'train_{key}']:.5g} | {'' if val is None else f'{val:.5g}'} |"
+        )
     lines += ["", "| Epoch | Train loss | Held-out loss | Seconds |", "|---|---|---|---|"]
     for r in metrics:
         val = f"{r['val_loss']:.5f}" if "val_loss" in r else ""
@@ -65,53 +79,107 @@ def _profile_count(summary: dict) -> int:
     return sum(v for k, v in summary["nodes"].items() if k not in ("molecule", "gene"))
 
 
-def render_model_card(*, graph: ContextGraph, graph_path: Path | str, config: dict,
-                      metrics: list[dict], command: str | None, runtime: dict,
-                      save_dtype: str, license: str = "other") -> str:
+def render_model_card(
+    *,
+    graph: ContextGraph,
+    graph_path: Path | str,
+    config: dict,
+    metrics: list[dict],
+    command: str | None,
+    runtime: dict,
+    save_dtype: str,
+    license: str = "other",
+) -> str:
     summary = graph.summary()
     partial = runtime.get("steps_done", 0) < runtime.get("steps_planned", 0)
-    front = ["---", "library_name: embedkit", f"license: {license}", "tags:",
-             *[f"- {t}" for t in TAGS], "pipeline_tag: feature-extraction", "---", ""]
+    front = [
+        "---",
+        "library_name: embedkit",
+        f"license: {license}",
+        "tags:",
+        *[f"- {t}" for t in TAGS],
+        "pipeline_tag: feature-extraction",
+        "---",
+        "",
+    ]
     body = [
-        "# InfoAlign-style GIN molecule encoder (embedkit)", "",
+        "# InfoAlign-style GIN molecule encoder (embedkit)",
+        "",
         "A GIN with a virtual node and a variational information-bottleneck head, pretrained "
         "with the InfoAlign objective: decoders reconstruct the Morgan fingerprint, Cell "
         "Painting and L1000 profiles of the nodes met on random walks from each molecule over "
         "a cellular context graph. **The embedding is μ** "
-        f"({config['emb_dim']}-d).", "",
-        *(["> **Partial run:** stopped at step "
-           f"{runtime['steps_done']} of {runtime['steps_planned']}.", ""] if partial else []),
-        "## Use", "", "```python", "import embedkit",
+        f"({config['emb_dim']}-d).",
+        "",
+        *(
+            [
+                "> **Partial run:** stopped at step "
+                f"{runtime['steps_done']} of {runtime['steps_planned']}.",
+                "",
+            ]
+            if partial
+            else []
+        ),
+        "## Use",
+        "",
+        "```python",
+        "import embedkit",
         'model = embedkit.load("local-dir:/path/to/this/folder")  # or hf-hub:org/repo@rev',
-        "```", "",
+        "```",
+        "",
         "Decoders are kept (named by feature space); `config.json` → `extra.feature_spaces` "
         "lists each space's column names and the min/max used to scale targets to [0, 1], so "
         "decoder outputs (sigmoid) can be mapped back to profile units and matched by column.",
-        "", "## Architecture", "",
+        "",
+        "## Architecture",
+        "",
         f"GIN-virtual, {config['num_layer']} layers × {config['emb_dim']}, OGB atom/bond "
         f"features, sum readout, VIB head (μ, σ); decoders "
         f"{', '.join(f'`{n}` ({s.values.shape[1]})' for n, s in graph.spaces.items())}. "
-        f"Weights stored as {save_dtype} safetensors.", "",
-        "## Training data (context graph)", "",
+        f"Weights stored as {save_dtype} safetensors.",
+        "",
+        "## Training data (context graph)",
+        "",
         f"{summary['num_nodes']:,} nodes and {summary['num_edges']:,} edges, built by "
-        f"`train.context_graph` from `{Path(graph_path).name}`:", "",
-        "| Nodes | Count |", "|---|---|",
-        *[f"| {k} | {v:,} |" for k, v in summary["nodes"].items()], "",
-        "| Edges | Count |", "|---|---|",
-        *[f"| {k} | {v:,} |" for k, v in summary["edges"].items()], "",
+        f"`train.context_graph` from `{Path(graph_path).name}`:",
+        "",
+        "| Nodes | Count |",
+        "|---|---|",
+        *[f"| {k} | {v:,} |" for k, v in summary["nodes"].items()],
+        "",
+        "| Edges | Count |",
+        "|---|---|",
+        *[f"| {k} | {v:,} |" for k, v in summary["edges"].items()],
+        "",
         "Genes have no feature vector (no CRISPR/ORF profiles were available); they are "
         "walk-through nodes. Graph construction: "
-        f"`{json.dumps(graph.meta.get('config', {}))}`.", "",
-        "### Provenance", "", *_provenance(graph), "",
-        "## Recipe", "", "```", command or "(command not recorded)", "```", "",
-        "| Setting | Value |", "|---|---|",
+        f"`{json.dumps(graph.meta.get('config', {}))}`.",
+        "",
+        "### Provenance",
+        "",
+        *_provenance(graph),
+        "",
+        "## Recipe",
+        "",
+        "```",
+        command or "(command not recorded)",
+        "```",
+        "",
+        "| Setting | Value |",
+        "|---|---|",
         *[f"| {k} | {v} |" for k, v in config.items()],
-        *[f"| runtime.{k} | {v} |" for k, v in runtime.items()], "",
+        *[f"| runtime.{k} | {v} |" for k, v in runtime.items()],
+        "",
         "Loss: α-weighted, NaN-masked BCE-with-logits per feature space (mean over valid "
         "entries) + β·KL(q(z|x)‖N(0, I)) computed analytically; decoders read μ; Adam with the "
-        "reference cosine decay (7/16 of a cycle, no warm-up).", "",
-        "## Metrics", "", *_metrics(metrics), "",
-        "## Limitations", "",
+        "reference cosine decay (7/16 of a cycle, no warm-up).",
+        "",
+        "## Metrics",
+        "",
+        *_metrics(metrics),
+        "",
+        "## Limitations",
+        "",
         f"* Small graph: {summary['nodes'].get('molecule', 0):,} molecules and "
         f"{_profile_count(summary):,} profiles, versus the paper's 129,592 molecules, 128,935 "
         "morphology and 13,795 expression profiles. Most walks never reach a profile, so "
@@ -120,13 +188,20 @@ def render_model_card(*, graph: ContextGraph, graph_path: Path | str, config: di
         "graph nodes; the paper kept ChEMBL2K out of pretraining. Check the graph config's "
         "`exclude_benchmarks` before evaluating on them.",
         "* Always compare downstream results with a randomly initialised encoder of the same "
-        "architecture, which is a strong baseline for frozen embeddings.", "",
-        "## Citation", "", "```bibtex", CITATION, "```", "",
+        "architecture, which is a strong baseline for frozen embeddings.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
     ]
     return "\n".join(front + body)
 
 
 def write_model_card(folder: Path | str, **kwargs) -> Path:
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(**kwargs))
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_model_card(**kwargs))
     return path

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import torch
 
+from embedkit.io import atomic_path
 from embedkit.registry import kind_of_folder
 from embedkit.zoo import SHIPPED_DIR, sha256_of
 
@@ -69,11 +70,13 @@ def ship(
     }
     target = zoo_dir / name
     model.save_pretrained(target, dtype=torch.float16)
-    (target / "README.md").write_text(readme)
+    with atomic_path(target / "README.md") as tmp:
+        tmp.write_text(readme)
     files = {f: sha256_of(target / f) for f in ("config.json", "model.safetensors")}
     card = {**card, "revision": "unpublished", "files": files, "shipped": True}
     card_path = zoo_dir / f"{name}.card.json"
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    with atomic_path(card_path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
 
 

@@ -17,7 +17,7 @@ from embedkit.embedder import BaseEmbedder, EmbedResult
 from embedkit.errors import InputError
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
-from embedkit.molecules.gin import FeatureEmbedding
+from embedkit.molecules.gin import FeatureEmbedding, apply_embedding_max_norm
 from embedkit.molecules.inference import FrozenEncoder
 from embedkit.molecules.model import InfoAlignModel
 from embedkit.molecules.pipeline import (
@@ -36,12 +36,9 @@ def freeze_embedding_norms(module: nn.Module) -> None:
     every call (even in eval). Doing it once for all rows gives identical lookups and keeps
     inference free of in-place weight writes.
     """
+    apply_embedding_max_norm(module)
     for emb in module.modules():
-        if isinstance(emb, nn.Embedding) and emb.max_norm is not None:
-            with torch.no_grad():
-                norms = emb.weight.norm(p=emb.norm_type, dim=1, keepdim=True)
-                scale = torch.where(norms > emb.max_norm, emb.max_norm / (norms + 1e-7), 1.0)
-                emb.weight.mul_(scale)
+        if isinstance(emb, nn.Embedding):
             emb.max_norm = None
     fuse_embeddings(module)
 
