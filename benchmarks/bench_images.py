@@ -3,7 +3,7 @@
 Three measurements, each against a baseline taken in the same run:
 
 1. **Decoding hidden behind compute.** `embed_images` end to end (PNG decoding, cropping
-   and normalisation in DataLoader workers, the encoder, per-plate Parquet output) on a
+   and normalization in DataLoader workers, the encoder, per-plate Parquet output) on a
    plate of N sites, vs the encoder alone on the same crops already decoded into memory.
    Target: end to end >= 80 % of encoder-only sites/s.
 2. **Bounded memory.** Peak RSS of `embedkit embed-images` (a fresh process) on plates of
@@ -44,7 +44,7 @@ from embedkit.images.jobs import (
     default_decode_workers,
     embed_images,
 )
-from embedkit.images.preprocess import instance_normalise
+from embedkit.images.preprocess import instance_normalize
 from embedkit.images.reading import read_site
 from embedkit.io import atomic_path
 
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_plate(Path(tmp) / "plate", args.sites, pool)
         sites = discover([root]).sites()
-        crops = instance_normalise(
+        crops = instance_normalize(
             torch.from_numpy(
                 np.stack(
                     [read_site([r[f"w{c}"] for c in range(1, 6)]) for _, r in sites.iterrows()]

@@ -1,7 +1,7 @@
 """Property-prediction benchmark on frozen features (InfoAlign's Tables 2 and 3 protocol).
 
 For ChEMBL2K, Broad6K and Biogen ADME, and several seeds (each seed is a new scaffold split
-and a new head initialisation), score: the given model + MLP probe, the same architecture
+and a new head initialization), score: the given model + MLP probe, the same architecture
 with random weights + MLP, ECFP4 + MLP and ECFP4 + random forest. Prints a markdown table
 beside the paper's numbers and writes every row to JSON. The same report is
 `embedkit evaluate property`; this script adds the benchmark's defaults and output path.

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             counts.setdefault(method, []).append(n)
             print(f"fold {fold} {method:<34} mean rank {r.mean():5.1f} of {n.mean():.0f}")
     in_sample = in_sample_reference(table)
-    report = summarise(ranks, counts, in_sample, table, args)
+    report = summarize(ranks, counts, in_sample, table, args)
     write_outputs(report, ranks, args.out)
     print(report["table_markdown"])
     return 0
@@ -191,7 +191,7 @@ def ridge_ranks(
 
     from embedkit.evaluation.fingerprints import ecfp4
     from embedkit.retrieval.metrics import truth_ranks
-    from embedkit.retrieval.scoring import l2_normalise
+    from embedkit.retrieval.scoring import l2_normalize
     from embedkit.retrieval.spaces import scale_profiles
 
     x_train, _ = ecfp4(train.Metadata_SMILES.tolist())
@@ -202,7 +202,7 @@ def ridge_ranks(
     pred = fit.predict(x_held).astype(np.float32)
     truth = np.arange(len(held))
     n = np.full(len(held), len(held))
-    cosine = l2_normalise(pred) @ l2_normalise(y_held).T
+    cosine = l2_normalize(pred) @ l2_normalize(y_held).T
     sq = -((pred[:, None, :] - y_held[None, :, :]) ** 2).sum(axis=2)
     return {
         "ECFP4 ridge, cosine": (truth_ranks(cosine, truth), n),
@@ -247,7 +247,7 @@ def in_sample_reference(table: pd.DataFrame) -> dict:
     }
 
 
-def summarise(ranks, counts, in_sample, table, args) -> dict:
+def summarize(ranks, counts, in_sample, table, args) -> dict:
     from embedkit.retrieval.metrics import retrieval_metrics
 
     metrics = {

@@ -6,7 +6,7 @@ Each method runs in its own subprocess (so peak RSS is its own; worker processes
 embedkit forks are reported separately, as the largest worker's peak) on RDKit's bundled NCI
 molecules (`Data/NCI/first_5K.smi`). The infoalign package crashes on SMILES RDKit rejects,
 so both are timed on the parsable ones; embedkit is also timed on all 5,000 rows.
-Timings include featurisation and exclude model construction. The fp32 check loads the
+Timings include featurization and exclude model construction. The fp32 check loads the
 package's random weights into embedkit through `embedkit zoo convert infoalign`.
 """
 

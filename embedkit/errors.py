@@ -5,8 +5,11 @@ class EmbedkitError(Exception):
     """Base class: the CLI prints these as one line and exits with code 2."""
 
 
-class InputError(EmbedkitError):
-    """The user's input file or column cannot be used."""
+class InputError(EmbedkitError, ValueError):
+    """The user's input (a file, a column, a setting) cannot be used.
+
+    Also a ValueError, so Python callers that catch ValueError for bad arguments keep working.
+    """
 
 
 class ModelNotFoundError(EmbedkitError):

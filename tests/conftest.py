@@ -43,7 +43,7 @@ def nci_smiles(n: int | None = None) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 16-d randomly initialised model folder (config.json + model.safetensors)."""
+    """A 2-layer, 16-d randomly initialized model folder (config.json + model.safetensors)."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_model")
     model = InfoAlignModel(GINConfig(num_layer=2, emb_dim=16), decoder_spaces={"morgan": 32})

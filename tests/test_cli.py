@@ -357,7 +357,7 @@ def test_help_zoo_list_and_the_profile_commands_import_no_torch_timm_or_faiss(in
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report == {"codes": [0, 0, 0, 0, 0], "heavy": []}
-    assert len(pd.read_csv(tmp_path / "n.csv")) == 6  # 6 wells, normalised per plate
+    assert len(pd.read_csv(tmp_path / "n.csv")) == 6  # 6 wells, normalized per plate
 
 
 @pytest.mark.parametrize("module", ["embedkit", "embedkit.cli", "embedkit.profiles.normalize"])

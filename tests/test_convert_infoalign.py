@@ -40,7 +40,7 @@ def run_convert(checkpoint, out) -> subprocess.CompletedProcess:
 def upstream(tmp_path_factory):
     torch.manual_seed(1)
     model = PretrainedGNN(gnn_type="gin-virtual", num_layer=5, emb_dim=300, graph_pooling="sum")
-    # The upstream featuriser crashes on SMILES RDKit rejects, so compare on the parsable ones.
+    # The upstream featurizer crashes on SMILES RDKit rejects, so compare on the parsable ones.
     smiles = [s for s in nci_smiles() if parse_smiles(s)[0] is not None]
     graphs = convert_smiles_to_graph(smiles)
     model.train()

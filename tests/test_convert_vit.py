@@ -129,7 +129,7 @@ def parallel_block(sd: dict, b: str, t: torch.Tensor, heads: int, legacy: bool) 
 
 
 def openphenom_reference(state: dict, x: torch.Tensor, legacy: bool = True) -> torch.Tensor:
-    """OpenPhenom `MAEModel.predict` on normalised input: the shared 1-channel conv on each
+    """OpenPhenom `MAEModel.predict` on normalized input: the shared 1-channel conv on each
     channel, tokens channel by channel, CLS, pos_embed[:, :1 + C·N], parallel blocks,
     (`norm` is an identity), mean of all patch tokens."""
     p = "encoder.vit_backbone."

@@ -1,4 +1,4 @@
-"""The featuriser gives OGB's integer codes, so converted InfoAlign weights see the same inputs."""
+"""The featurizer gives OGB's integer codes, so converted InfoAlign weights see the same inputs."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_codes_equal_ogb_on_nci_molecules():
     "smiles",
     [
         "CC(=O)[O-].[Na+]",  # salt: two fragments, charges
-        "N[C@@H](Cc1ccc(O)c(O)c1)C(=O)O",  # stereo centre
+        "N[C@@H](Cc1ccc(O)c(O)c1)C(=O)O",  # stereo center
         "C/C=C/C",  # bond stereo
         "c1ccncc1",  # aromatic
         "[NH4+]",  # single atom, no bonds

@@ -1,4 +1,4 @@
-"""Image embedding: channel plans, crops and normalisation, the ViT with cell-line tokens,
+"""Image embedding: channel plans, crops and normalization, the ViT with cell-line tokens,
 and `embed-images` end to end (real fields, corrupt files, resume, shards)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from embedkit.api import load
 from embedkit.cli import main
 from embedkit.images.channels import MissingChannelError, parse_channel_map, plan_channels
 from embedkit.images.model import CELL_PAINTING, ImageModel
-from embedkit.images.preprocess import crop_positions, crop_site, instance_normalise
+from embedkit.images.preprocess import crop_positions, crop_site, instance_normalize
 from embedkit.images.vit import ImageEncoder, ViTConfig
 
 
@@ -88,7 +88,7 @@ def test_a_missing_channel_is_named_and_can_be_dropped():
         plan_channels(CELL_PAINTING, available, {}, {"DNA": "ch9"})
 
 
-# --- crops and normalisation ----------------------------------------------------------------
+# --- crops and normalization ----------------------------------------------------------------
 
 
 def test_tiles_cover_the_field_without_overlap_and_constant_channels_give_zeros():
@@ -100,7 +100,7 @@ def test_tiles_cover_the_field_without_overlap_and_constant_channels_give_zeros(
     crops, positions = crop_site(site, 32)
     assert crops.shape == (6, 3, 32, 32) and positions[-1] == (32, 64)
     torch.testing.assert_close(crops[4], torch.from_numpy(site[:, 32:64, 32:64]))
-    normed = instance_normalise(crops)
+    normed = instance_normalize(crops)
     assert torch.isfinite(normed).all() and (normed[:, 1] == 0).all()
     assert normed[:, 0].mean(dim=(-2, -1)).abs().max() < 1e-5
     assert (normed[:, 0].std(dim=(-2, -1), unbiased=False) - 1).abs().max() < 1e-4
@@ -144,7 +144,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     model = ImageModel(
         tiny_config(cell_line_tokens=2, cell_line_dim=4), cell_lines={"U2OS": [0.1, 0.2, 0.3, 0.4]}
     ).eval()
-    x = instance_normalise(torch.rand(3, 5, 32, 32))
+    x = instance_normalize(torch.rand(3, 5, 32, 32))
     line = model.cell_line_vector("U2OS")
     with torch.no_grad():
         expected = model.encoder(x, line.expand(3, -1)).numpy()

@@ -357,3 +357,17 @@ def test_a_new_kind_needs_one_module_and_one_register_call(tmp_path):
             embedkit.load(f"local-dir:{tmp_path / 'toy'}", task="molecules")
     finally:
         registry._KINDS.pop("toy-linear")
+
+
+def test_zoo_convert_refuses_an_existing_output_unless_overwrite(tmp_path):
+    """`zoo convert` used to replace its output folder silently."""
+    out = tmp_path / "converted"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    checkpoint = tmp_path / "pretrain.pt"
+    torch.save({"graph_encoder.x": torch.zeros(1)}, checkpoint)
+    result = run_cli("zoo", "convert", "infoalign", checkpoint, "-o", out)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+    forced = run_cli("zoo", "convert", "infoalign", checkpoint, "-o", out, "--overwrite")
+    assert forced.returncode == 2 and "InfoAlign" in forced.stderr  # now it reads the file

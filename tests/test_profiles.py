@@ -256,7 +256,7 @@ def test_nan_features_are_ignored_in_statistics_and_stay_nan():
 
 
 def test_pca_methods_name_components_and_scale_controls():
-    """tvn standardises each batch's controls; pca_centerscale only the pooled controls."""
+    """tvn standardizes each batch's controls; pca_centerscale only the pooled controls."""
     table = plates()
     for method in ["pca_centerscale", "tvn"]:
         out = normalize(table, method, controls=NEGCON, by="Metadata_Plate")
@@ -331,7 +331,7 @@ def test_tvn_pca_step_whitens_the_controls():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"method": "zca"}, "unknown normalisation method 'zca'"),
+        ({"method": "zca"}, "unknown normalization method 'zca'"),
         ({"method": "tvn", "controls": "Metadata_PertType == 'poscon'"}, "selects no rows"),
         ({"method": "tvn", "controls": "Metadata_Pert == 'negcon'"}, "Metadata_PertType"),
         ({"method": "standardize", "by": "Metadata_Batch"}, "Metadata_Batch"),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
+from embedkit.errors import InputError
 from embedkit.molecules.feature_spaces import FeatureSpaceSpec
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.model import InfoAlignModel
@@ -172,7 +173,7 @@ def test_embedding_max_norm_is_torchs_lookup_renorm_on_every_row():
         emb.weight[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
         emb.weight[1] = torch.tensor([0.0, 0.5, 0.0, 0.0])
     looked_up = emb.weight.detach().clone()
-    F.embedding(torch.arange(6), looked_up, max_norm=1.0)  # torch renormalises in place
+    F.embedding(torch.arange(6), looked_up, max_norm=1.0)  # torch renormalizes in place
     apply_embedding_max_norm(emb)
     torch.testing.assert_close(emb.weight.detach(), looked_up, rtol=0, atol=1e-7)
     assert emb.weight[0].tolist() == [1.0, 0.0, 0.0, 0.0]
@@ -349,5 +350,5 @@ def test_publish_push_uses_upload_folder(tmp_path, graph_file, monkeypatch):
     assert calls["upload"][:2] == (str(folder), "org/embedkit-infoalign")
     assert calls["create"][1]["repo_type"] == "model"
     (folder / "README.md").unlink()
-    with pytest.raises(FileNotFoundError, match="README.md"):
+    with pytest.raises(InputError, match="README.md"):
         publish(folder, "org/x", push=True)

@@ -1,6 +1,6 @@
 """Training inputs taken from a context graph: its molecules as GIN graphs, and the split.
 
-RDKit featurisation of every graph molecule is slow, so it runs once per SMILES list and is
+RDKit featurization of every graph molecule is slow, so it runs once per SMILES list and is
 cached as one `.npz` that later runs (and the other DDP ranks) read back. The held-out split
 hashes the molecule key rather than its position, so it survives rebuilding the graph.
 """
@@ -29,7 +29,7 @@ def featurize_cached(smiles: list[str], cache: Path) -> list[MolGraph]:
     for smi in smiles:
         graph, error = smiles_to_graph(smi)
         if graph is None:
-            raise ValueError(f"context-graph molecule failed to featurise: {error}")
+            raise ValueError(f"context-graph molecule failed to featurize: {error}")
         graphs.append(graph)
     atoms = np.cumsum([0] + [g.num_nodes for g in graphs])
     bonds = np.cumsum([0] + [g.edge_index.shape[1] for g in graphs])

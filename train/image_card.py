@@ -58,7 +58,7 @@ def render_image_card(model_dir: Path, run_dir: Path, name: str, command: str = 
             f"* ViT (patch {enc['patch_size']}, {enc['embed_dim']}-d, depth {enc['depth']}, "
             f"{enc['num_heads']} heads; ViT-S/16 at depth 12), early fusion of "
             f"{enc['in_chans']} channels {', '.join(config['channels'])}, crops of "
-            f"{config['crop_size']} px, per-crop per-channel instance normalisation; "
+            f"{config['crop_size']} px, per-crop per-channel instance normalization; "
             "embedding = mean of the patch tokens.",
             f"* Cell-line tokens: {enc['cell_line_tokens'] or 'none'}.",
             "",
@@ -66,7 +66,7 @@ def render_image_card(model_dir: Path, run_dir: Path, name: str, command: str = 
             f"* Recipe: masked autoencoding (`train.image_mae`), mask ratio "
             f"{recipe.get('mask_ratio')}, {steps} steps of {recipe.get('batch_size')} crops, "
             f"AdamW lr {recipe.get('lr')}, bf16 autocast: {recipe.get('bf16')}.",
-            f"* Reconstruction loss (masked patches, per-patch normalised pixels): "
+            f"* Reconstruction loss (masked patches, per-patch normalized pixels): "
             f"{first} at the first log → {last} at the end.",
             *([f"* Command: `{command}`"] if command else []),
             "",

@@ -2,7 +2,7 @@
 
 Masked autoencoding (He et al. 2022, as the seed paper runs it): 75 % of the patch tokens
 of each crop are hidden, the encoder sees the rest (plus CLS and any cell-line tokens),
-and a small transformer decoder reconstructs the hidden patches' per-patch-normalised
+and a small transformer decoder reconstructs the hidden patches' per-patch-normalized
 pixels; the loss is their mean squared error. Only the encoder is kept.
 
 Data: plate folders (any layout `embedkit plates inspect` understands), each with an
@@ -34,7 +34,7 @@ from torch import nn
 from embedkit.images.channels import parse_channel_map, plan_channels
 from embedkit.images.discovery import discover
 from embedkit.images.model import CELL_PAINTING, CELL_PAINTING_ALIASES, ImageModel
-from embedkit.images.preprocess import instance_normalise
+from embedkit.images.preprocess import instance_normalize
 from embedkit.images.reading import read_site
 from embedkit.images.vit import ViTConfig
 from embedkit.io import atomic_path
@@ -145,7 +145,7 @@ def load_training_sites(specs: list[str], channels: list[str], aliases: dict) ->
 
 
 def sample_batch(sites, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Random site, random crop, random flips; instance-normalised like inference."""
+    """Random site, random crop, random flips; instance-normalized like inference."""
     crops = []
     for _ in range(n):
         site = sites[int(torch.randint(len(sites), (1,), generator=generator))]
@@ -158,7 +158,7 @@ def sample_batch(sites, n: int, size: int, generator: torch.Generator) -> torch.
         if torch.rand(1, generator=generator) < 0.5:
             crop = crop.flip(-2)
         crops.append(crop)
-    return instance_normalise(torch.stack(crops))
+    return instance_normalize(torch.stack(crops))
 
 
 class MAEMethod(Method):

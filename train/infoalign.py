@@ -18,7 +18,7 @@ from `checkpoint.pt` retraces the uninterrupted run exactly.
 This module is the entry point (`run_training` and the click CLI); the pieces live in
 `train.loss`, `train.trainer` (the method on the shared loop), `train.loop` (steps,
 checkpoints, resume, `metrics.jsonl`), `train.distributed` (DDP runtime) and
-`train.dataset` (featurisation cache, split).
+`train.dataset` (featurization cache, split).
 """
 
 from __future__ import annotations

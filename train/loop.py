@@ -8,8 +8,8 @@ the rest, the same way for every method:
 * **Steps.** Each step re-seeds torch and hands the method a CPU generator, both from
   (seed, epoch, step in epoch, rank), so a resumed run retraces an uninterrupted one. The
   step runs under bf16 autocast when `config.bf16`, then backward, optional gradient
-  clipping, the optimiser step at the learning rate `Method.lr_at` gives, `after_step`.
-* **Checkpoints** (`checkpoint.pt`: model, optimiser, step, the metric sums since the last
+  clipping, the optimizer step at the learning rate `Method.lr_at` gives, `after_step`.
+* **Checkpoints** (`checkpoint.pt`: model, optimizer, step, the metric sums since the last
   record, the settings): every `checkpoint_every` steps, at every epoch end and where the
   run stops; written by rank 0 through `embedkit.io.atomic_path`.
 * **Resume** is refused, in one sentence naming each differing setting and both values,
@@ -143,7 +143,7 @@ class Method(ABC):
 
     @abstractmethod
     def optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        """The optimiser; a param group's optional "lr_scale" multiplies `lr_at`."""
+        """The optimizer; a param group's optional "lr_scale" multiplies `lr_at`."""
 
     @abstractmethod
     def lr_at(self, step: int) -> float:
@@ -171,7 +171,7 @@ class Method(ABC):
         return len(batch)
 
     def after_step(self, module: nn.Module, step: Step) -> None:
-        """After the optimiser step (max-norm renormalisation, EMA targets …)."""
+        """After the optimizer step (max-norm renormalization, EMA targets …)."""
         return None
 
     def evaluate(self, module: nn.Module) -> dict[str, float]:

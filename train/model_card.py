@@ -187,7 +187,7 @@ def render_model_card(
         "* Benchmark molecules (Broad6K, ChEMBL2K, Biogen ADME structures, no labels) can be "
         "graph nodes; the paper kept ChEMBL2K out of pretraining. Check the graph config's "
         "`exclude_benchmarks` before evaluating on them.",
-        "* Always compare downstream results with a randomly initialised encoder of the same "
+        "* Always compare downstream results with a randomly initialized encoder of the same "
         "architecture, which is a strong baseline for frozen embeddings.",
         "",
         "## Citation",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from embedkit.errors import InputError
 from embedkit.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from embedkit.registry import kind_of_folder
 from embedkit.zoo import sha256_of
@@ -21,10 +22,10 @@ def check_folder(folder: str | Path) -> dict[str, str]:
     folder = Path(folder)
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; run training first")
+        raise InputError(f"{folder} lacks {', '.join(missing)}; run training first")
     card = (folder / "README.md").read_text()
     if not card.startswith("---\n") or "library_name: embedkit" not in card.split("---")[1]:
-        raise ValueError(f"{folder}/README.md has no front matter with library_name: embedkit")
+        raise InputError(f"{folder}/README.md has no front matter with library_name: embedkit")
     # the weights must load, by the kind's own class, before anyone downloads them
     kind_of_folder(folder).model_class().from_pretrained(folder)
     return {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()}
@@ -47,7 +48,7 @@ def publish(
         log(f"dry run: {folder} is ready; nothing uploaded")
         return {"pushed": False, "files": files}
     if not repo_id:
-        raise ValueError("--push needs a repo id such as org/embedkit-infoalign")
+        raise InputError("--push needs a repo id such as org/embedkit-infoalign")
     from huggingface_hub import HfApi
 
     api = HfApi()

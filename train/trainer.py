@@ -2,7 +2,7 @@
 
 Epoch based: each epoch walks the training molecules in a `DistributedSampler` order; a
 step takes one local batch of molecule ids, walks the context graph from each (with the
-step's generator, so a resumed run retraces the uninterrupted one), featurises the batch
+step's generator, so a resumed run retraces the uninterrupted one), featurizes the batch
 and returns the InfoAlign loss and its parts. Each epoch's record carries the held-out
 loss. At the end rank 0 writes the Hub-layout model folder and its card.
 """

@@ -69,24 +69,20 @@ def synth_plate_cmd(
     and README.txt describing how the data were simulated.
     """
     from embedkit.datasets.synthetic import SynthConfig, write_synthetic_dataset
-    from embedkit.errors import InputError
     from embedkit.outputs import check_output_dir, summary_line
 
     check_output_dir(out, overwrite)
-    try:
-        config = SynthConfig(
-            cell_lines=tuple(c.strip() for c in cell_lines.split(",") if c.strip()),
-            batches=batches,
-            plates=plates,
-            wells=wells,
-            sites=sites,
-            size=size,
-            seed=seed,
-            batch_effect=batch_effect,
-            blank_channels=blank_channels,
-        )
-    except ValueError as err:  # SynthConfig validates its fields with ValueError
-        raise InputError(f"synth-plate: {err}") from err
+    config = SynthConfig(
+        cell_lines=tuple(c.strip() for c in cell_lines.split(",") if c.strip()),
+        batches=batches,
+        plates=plates,
+        wells=wells,
+        sites=sites,
+        size=size,
+        seed=seed,
+        batch_effect=batch_effect,
+        blank_channels=blank_channels,
+    )
     start = time.perf_counter()
     meta = write_synthetic_dataset(out, config, overwrite=overwrite)
     click.echo(

@@ -89,7 +89,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     type=click.Choice(["tiles", "center", "random", "full"]),
     default="tiles",
     show_default=True,
-    help="Non-overlapping tiles, the centre crop, random crops, or the resized field.",
+    help="Non-overlapping tiles, the center crop, random crops, or the resized field.",
 )
 @click.option("--n-crops", default=4, show_default=True, help="Crops per site for random.")
 @batch_size_option(8, "Sites")

@@ -41,8 +41,8 @@ from embedkit.cli.options import (
 @model_option
 @batch_size_option(256, "Molecules")
 @num_workers_option(
-    "Worker processes. On CPU each featurises and runs the model on its own chunk "
-    "(1 thread each); with a GPU they only featurise.  [default: one per core (max 8) for "
+    "Worker processes. On CPU each featurizes and runs the model on its own chunk "
+    "(1 thread each); with a GPU they only featurize.  [default: one per core (max 8) for "
     ">= 2,000 rows on Linux, else 0]"
 )
 @device_option

@@ -38,7 +38,7 @@ def evaluate_group() -> None:
     default=3,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Seeds; each is a new scaffold split and probe initialisation.",
+    help="Seeds; each is a new scaffold split and probe initialization.",
 )
 @click.option("--quick", is_flag=True, help="Smoke run: 1 seed, 600 molecules, 100 epochs.")
 @click.option(

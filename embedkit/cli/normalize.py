@@ -28,7 +28,7 @@ from embedkit.cli.options import (
     required=True,
     type=click.Choice(NORMALIZE_METHODS),
     help="standardize: (x-mean)/std. mad_robustize: (x-median)/(1.4826 MAD), robust. "
-    "pca_centerscale: PCA on controls, then centre/scale. tvn: whitening PCA on controls "
+    "pca_centerscale: PCA on controls, then center/scale. tvn: whitening PCA on controls "
     "of all batches, then per-batch scaling on controls (OpenPhenom's recommendation).",
 )
 @click.option(
@@ -42,7 +42,7 @@ from embedkit.cli.options import (
     "--by",
     default=None,
     metavar="COLUMN",
-    help="Normalise each group of this column (comma-separated for several) on its own "
+    help="Normalize each group of this column (comma-separated for several) on its own "
     "controls, e.g. Metadata_Plate.  [default: the whole table]",
 )
 @click.option(
@@ -64,7 +64,7 @@ def normalize_cmd(
     features: str | None,
     overwrite: bool,
 ) -> None:
-    """Normalise IN's features against controls, per plate or batch.
+    """Normalize IN's features against controls, per plate or batch.
 
     Every row and metadata column is kept, in order. PCA methods (pca_centerscale, tvn)
     replace the features with PC_0000…; the others keep the feature names. Constant

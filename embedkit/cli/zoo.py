@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 
-from embedkit.cli.options import friendly_errors
+from embedkit.cli.options import friendly_errors, overwrite_option
 from embedkit.registry import converters, get_converter
 
 
@@ -106,10 +107,18 @@ def _convert_help() -> str:
     type=click.Path(path_type=Path),
     help="Folder to write (config.json, model.safetensors, README.md).",
 )
+@overwrite_option
 @friendly_errors
-def zoo_convert(kind: str, checkpoint: Path, output: Path) -> None:
+def zoo_convert(kind: str, checkpoint: Path, output: Path, overwrite: bool) -> None:
+    from embedkit.outputs import check_output_dir, summary_line
+
+    check_output_dir(output, overwrite)
     converter = get_converter(kind)
+    start = time.perf_counter()
     folder = converter.run(checkpoint, output)
-    if converter.note:
-        click.echo(f"note: {converter.note}")
-    click.echo(f"converted {checkpoint} → {folder}; use it with -m local-dir:{folder}")
+    details = [f"use it with -m local-dir:{folder}", converter.note]
+    click.echo(
+        summary_line(
+            f"converted {checkpoint} ({kind})", time.perf_counter() - start, folder, details
+        )
+    )

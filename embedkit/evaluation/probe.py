@@ -164,7 +164,7 @@ def fit_mlp_probe(
     xt, xv, xs = (to_features(x, sparse) for x in (x_train, x_valid, x_test))
     yt = torch.as_tensor(y_train, dtype=torch.float32)
     model = ProbeMLP(np.shape(x_train)[1], yt.shape[1], config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sign = 1.0 if higher_is_better(task_type) else -1.0
     best = HeadResult(float("nan"), float("nan"), -1, np.zeros(0))
     best_key, since_best = -np.inf, 0
@@ -175,10 +175,10 @@ def fit_mlp_probe(
             rows = order[start : start + config.batch_size]
             if len(rows) < 2:  # BatchNorm needs two rows
                 continue
-            optimiser.zero_grad()
+            optimizer.zero_grad()
             out = _forward(model, _take(xt, rows), config.precision)
             _masked_loss(out, yt[rows], task_type).backward()
-            optimiser.step()
+            optimizer.step()
         valid_out = _predict(model, xv, config.precision)
         valid_score = score_predictions(task_type, y_valid, _to_scores(valid_out, task_type))
         if np.isfinite(valid_score):

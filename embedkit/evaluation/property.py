@@ -1,7 +1,7 @@
-"""`evaluate_property`: several featurisers x several seeds on one benchmark -> a table.
+"""`evaluate_property`: several featurizers x several seeds on one benchmark -> a table.
 
-Each seed is a different scaffold split *and* a different head initialisation. Rows whose
-SMILES any method cannot featurise are dropped for every method, so all methods are scored
+Each seed is a different scaffold split *and* a different head initialization. Rows whose
+SMILES any method cannot featurize are dropped for every method, so all methods are scored
 on identical molecules and splits.
 """
 
@@ -35,7 +35,7 @@ from embedkit.molecules.model import InfoAlignModel
 logger = logging.getLogger(__name__)
 
 # (smiles, seed) -> (features (n, d) with NaN rows, valid mask)
-Featuriser = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
+Featurizer = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
 
 RESULT_COLUMNS = [
     "dataset",
@@ -52,17 +52,17 @@ RESULT_COLUMNS = [
     "n_tasks",
     "n_dropped",
     "feature_dim",
-    "featurise_s",
+    "featurize_s",
     "fit_s",
 ]
 
 
 @dataclass
 class Method:
-    """A featuriser plus a head ("mlp" or "rf")."""
+    """A featurizer plus a head ("mlp" or "rf")."""
 
     name: str
-    featurise: Featuriser
+    featurize: Featurizer
     head: str = "mlp"
     features_key: str = ""  # methods sharing a key share features (ECFP for MLP and RF)
     seed_dependent: bool = False  # features change with the seed (a random-init encoder)
@@ -79,10 +79,10 @@ def embedder_method(
 ) -> Method:
     """Frozen embeddings from a loaded model (the embedding is the VIB mean)."""
 
-    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def featurize(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
         return embedder.embed_smiles(list(smiles), batch_size=batch_size)
 
-    return Method(name, featurise, head, info=dict(embedder.run_info))
+    return Method(name, featurize, head, info=dict(embedder.run_info))
 
 
 def random_init_method(
@@ -98,7 +98,7 @@ def random_init_method(
     """
     config = like.model.encoder.config if like is not None else GINConfig()
 
-    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def featurize(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
         torch.manual_seed(seed)
         model = InfoAlignModel(GINConfig(**config.to_dict()))
         embedder = MoleculeEmbedder(
@@ -106,17 +106,17 @@ def random_init_method(
         )
         return embedder.embed_smiles(list(smiles), batch_size=batch_size)
 
-    return Method(name, featurise, "mlp", seed_dependent=True, info={"model_id": "random-init"})
+    return Method(name, featurize, "mlp", seed_dependent=True, info={"model_id": "random-init"})
 
 
 def ecfp_methods(heads: Sequence[str] = ("mlp", "rf"), n_bits: int = 2048) -> list[Method]:
     """ECFP4 with each head; the fingerprints are computed once and shared."""
 
-    def featurise(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def featurize(smiles: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
         return ecfp4(smiles, n_bits=n_bits)
 
     return [
-        Method(f"ecfp4-{head}", featurise, head, features_key="ecfp4", info={"n_bits": n_bits})
+        Method(f"ecfp4-{head}", featurize, head, features_key="ecfp4", info={"n_bits": n_bits})
         for head in heads
     ]
 
@@ -129,7 +129,7 @@ def subsample(dataset: PropertyDataset, n: int | None, seed: int = 12345) -> Pro
     return dataset.subset(index)
 
 
-def _featurise_all(
+def _featurize_all(
     methods: Sequence[Method], smiles: list[str], seeds: Sequence[int]
 ) -> tuple[dict[tuple[str, int | None], np.ndarray], np.ndarray, dict[str, float]]:
     features: dict[tuple[str, int | None], np.ndarray] = {}
@@ -141,13 +141,13 @@ def _featurise_all(
             if key in features:
                 continue
             start = time.perf_counter()
-            x, ok = method.featurise(smiles, 0 if seed is None else seed)
+            x, ok = method.featurize(smiles, 0 if seed is None else seed)
             seconds[method.features_key] = seconds.get(method.features_key, 0.0) + (
                 time.perf_counter() - start
             )
             features[key] = np.asarray(x, dtype=np.float32)
             valid &= np.asarray(ok, dtype=bool)
-            logger.info("featurised %s (seed %s): %.1fs", key[0], seed, seconds[key[0]])
+            logger.info("featurized %s (seed %s): %.1fs", key[0], seed, seconds[key[0]])
     return features, valid, seconds
 
 
@@ -191,11 +191,11 @@ def evaluate_property(
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, data_dir)
     dataset = subsample(dataset, max_molecules)
-    features, valid, seconds = _featurise_all(methods, dataset.smiles, seeds)
+    features, valid, seconds = _featurize_all(methods, dataset.smiles, seeds)
     keep = np.flatnonzero(valid)
     n_dropped = len(dataset) - len(keep)
     if n_dropped:
-        logger.info("%s: dropped %d unfeaturisable rows", dataset.name, n_dropped)
+        logger.info("%s: dropped %d unfeaturizable rows", dataset.name, n_dropped)
     kept = dataset.subset(keep)
     groups = scaffold_groups(kept.smiles)
     splits = {seed: scaffold_split(kept.smiles, seed, groups=groups) for seed in seeds}
@@ -250,7 +250,7 @@ def evaluate_property(
                 "feature_dim": features[
                     (method.features_key, seed if method.seed_dependent else None)
                 ].shape[1],
-                "featurise_s": seconds[method.features_key],
+                "featurize_s": seconds[method.features_key],
                 "fit_s": fit_s,
             }
         )

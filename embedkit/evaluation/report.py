@@ -1,4 +1,4 @@
-"""Property-prediction report: run the protocol for a model and its baselines, summarise.
+"""Property-prediction report: run the protocol for a model and its baselines, summarize.
 
 Shared by `embedkit evaluate property` and `benchmarks/bench_property.py`, so the command a
 user runs and the benchmark the docs quote are the same code.
@@ -84,7 +84,7 @@ def run_property_report(
         for name in datasets
     ]
     results = pd.concat(tables, ignore_index=True)
-    summary = summarise(results)
+    summary = summarize(results)
     return {
         "benchmark": "property",
         "elapsed_s": round(time.perf_counter() - start, 1),
@@ -126,7 +126,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (dataset, method)."""
     grouped = results.groupby(["dataset", "method", "metric"], sort=False)["test_score"]
     return grouped.agg(["mean", "std", "count"]).reset_index()

@@ -160,7 +160,7 @@ def convert_rxrx1_vit(
             "source_sha256": digest,
             "upstream": "The-Real-JerryChen/BioMicroscopyProfiler (RxRx1 ViT)",
             "num_heads": f"{heads} (not stored in the checkpoint; head dim {dim // heads})",
-            "input": "x/255 then per-image, per-channel instance normalisation",
+            "input": "x/255 then per-image, per-channel instance normalization",
         },
     )
     ours = {}

@@ -1,4 +1,4 @@
-"""Plate discovery: every supported folder layout normalised into ONE table.
+"""Plate discovery: every supported folder layout normalized into ONE table.
 
 Microscopes and public datasets name their files in many ways; the rest of embedkit should
 not care. `discover` turns a folder (or a load_data.csv index) into a `PlateIndex` whose

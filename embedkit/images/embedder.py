@@ -1,4 +1,4 @@
-"""A loaded image model: normalised crops in, embeddings out (bf16 autocast on request)."""
+"""A loaded image model: normalized crops in, embeddings out (bf16 autocast on request)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class ImageEmbedder(BaseEmbedder):
     def embed_crops(
         self, crops: torch.Tensor, cell_line: torch.Tensor | None = None, batch_size: int = 64
     ) -> np.ndarray:
-        """Normalised (N, C, s, s) crops → (N, D); `cell_line` is one (d,) vector or (N, d)."""
+        """Normalized (N, C, s, s) crops → (N, D); `cell_line` is one (d,) vector or (N, d)."""
         out = []
         for start in range(0, len(crops), batch_size):
             chunk = crops[start : start + batch_size].to(self.device, non_blocking=True)

@@ -98,7 +98,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 class SiteDataset:
-    """One item per site: normalised crops, or the reason the site could not be read (a
+    """One item per site: normalized crops, or the reason the site could not be read (a
     map-style dataset for torch's DataLoader)."""
 
     def __init__(self, sites: pd.DataFrame, plan: ChannelPlan, model_spec: dict, options):
@@ -115,7 +115,7 @@ class SiteDataset:
         return len(self.sites)
 
     def __getitem__(self, i: int):
-        from embedkit.images.preprocess import crop_site, normalise
+        from embedkit.images.preprocess import crop_site, normalize
         from embedkit.images.reading import read_site
 
         row = self.sites.iloc[i]
@@ -133,7 +133,7 @@ class SiteDataset:
         # numpy, not a tensor: worker → main then goes through a pipe as bytes instead of
         # one shared-memory segment per site, which kept the main process's RSS growing
         # with the plate (measured: +555 MB at 10k sites vs +155 MB at 1k).
-        return i, normalise(crops, self.normalization).numpy(), positions, ""
+        return i, normalize(crops, self.normalization).numpy(), positions, ""
 
 
 def _collate(items):

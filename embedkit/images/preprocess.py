@@ -1,10 +1,10 @@
-"""Sites → crops → normalised tensors, the way the encoder saw them in training.
+"""Sites → crops → normalized tensors, the way the encoder saw them in training.
 
 Crops are non-overlapping `crop_size` tiles by default (every pixel used once, edges that
-do not fill a tile are left out), or the centre crop, `n` random crops, or the full field
-resized. Normalisation is per crop and per channel (instance normalisation, as OpenPhenom
+do not fill a tile are left out), or the center crop, `n` random crops, or the full field
+resized. Normalization is per crop and per channel (instance normalization, as OpenPhenom
 and the seed paper do) or with the card's per-channel mean/std. A constant channel
-normalises to zeros, never NaN.
+normalizes to zeros, never NaN.
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ def crop_site(
     return crops, positions
 
 
-def instance_normalise(crops: torch.Tensor) -> torch.Tensor:
+def instance_normalize(crops: torch.Tensor) -> torch.Tensor:
     """Per crop, per channel: zero mean, unit variance; constant channels → 0."""
     mean = crops.mean(dim=(-2, -1), keepdim=True)
     std = crops.std(dim=(-2, -1), keepdim=True, unbiased=False)
     return torch.where(std > EPS, (crops - mean) / std.clamp_min(EPS), torch.zeros_like(crops))
 
 
-def fixed_normalise(
+def fixed_normalize(
     crops: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """With the card's per-channel statistics (same scale as the [0, 1] reader output)."""
@@ -82,8 +82,8 @@ def fixed_normalise(
     return (crops - m) / s
 
 
-def normalise(crops: torch.Tensor, spec: dict) -> torch.Tensor:
-    """Apply the card's normalisation spec: {"kind": "instance"} or {"kind": "fixed", ...}."""
+def normalize(crops: torch.Tensor, spec: dict) -> torch.Tensor:
+    """Apply the card's normalization spec: {"kind": "instance"} or {"kind": "fixed", ...}."""
     if spec.get("kind", "instance") == "instance":
-        return instance_normalise(crops)
-    return fixed_normalise(crops, spec["mean"], spec["std"])
+        return instance_normalize(crops)
+    return fixed_normalize(crops, spec["mean"], spec["std"])

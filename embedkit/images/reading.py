@@ -119,7 +119,7 @@ def _read_pil(path: Path) -> np.ndarray:
         if image.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
             raise ImageReadError(
                 f"{path}: {image.mode} image; expected one grayscale channel per file "
-                "(split colour channels into separate files)"
+                "(split color channels into separate files)"
             )
         array = np.asarray(image.convert("L") if image.mode == "1" else image)
         if image.mode == "I" and path.suffix.lower() == ".png":

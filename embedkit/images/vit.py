@@ -123,7 +123,7 @@ class ParallelBlock(ParallelScalingBlock):
 
 
 class ImageEncoder(nn.Module):
-    """(B, C, H, W) normalised crops [+ (B, cell_line_dim)] → (B, embed_dim)."""
+    """(B, C, H, W) normalized crops [+ (B, cell_line_dim)] → (B, embed_dim)."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()

@@ -38,8 +38,14 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
             f"{checkpoint}: no graph_encoder.* / dist_net.* tensors; "
             "is this InfoAlign's pretrain.pt?"
         )
-    emb_dim = kept["graph_encoder.virtualnode_embedding.weight"].shape[1]
+    virtual_node = kept.get("graph_encoder.virtualnode_embedding.weight")
     num_layer = len({k.split(".")[2] for k in kept if k.startswith("graph_encoder.convs.")})
+    if virtual_node is None or virtual_node.dim() != 2 or num_layer == 0:
+        raise UntrustedFormatError(
+            f"{checkpoint}: no virtual-node embedding or no GIN layers under graph_encoder.*; "
+            "is this InfoAlign's pretrain.pt?"
+        )
+    emb_dim = virtual_node.shape[1]
     config = GINConfig(num_layer=num_layer, emb_dim=emb_dim)
     model = InfoAlignModel(
         config,

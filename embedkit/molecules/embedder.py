@@ -30,7 +30,7 @@ from embedkit.molecules.pipeline import (
 
 
 def freeze_embedding_norms(module: nn.Module) -> None:
-    """Apply `max_norm` renormalisation once to every row, then switch it off.
+    """Apply `max_norm` renormalization once to every row, then switch it off.
 
     InfoAlign's embedding tables use max_norm=1, which rescales looked-up rows in place on
     every call (even in eval). Doing it once for all rows gives identical lookups and keeps
@@ -95,8 +95,8 @@ class MoleculeEmbedder(BaseEmbedder):
         smiles = list(smiles)
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        # On a CPU, workers run featurisation and the model (one thread each); elsewhere they
-        # only featurise. Both need enough rows to pay for starting processes.
+        # On a CPU, workers run featurization and the model (one thread each); elsewhere they
+        # only featurize. Both need enough rows to pay for starting processes.
         data_parallel = self.device.type == "cpu" and fork_available()
         workers = default_num_workers(data_parallel) if num_workers is None else num_workers
         n = len(smiles)

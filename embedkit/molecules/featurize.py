@@ -148,7 +148,7 @@ class MolGraph:
 
 
 def mol_to_graph(mol: Chem.Mol, stereo: bool = True) -> MolGraph:
-    """Featurise a parsed molecule; each bond appears in both directions, as in OGB.
+    """Featurize a parsed molecule; each bond appears in both directions, as in OGB.
 
     Same codes as `atom_features` / `bond_features` (and OGB's `smiles2graph`), ~2× faster:
     RDKit's Python wrappers cost ~1–2 µs per Atom/Bond object and ~0.25 µs per getter call
@@ -213,7 +213,7 @@ def parse_smiles(smiles: object) -> tuple[Chem.Mol | None, str]:
 
 
 def smiles_to_graph(smiles: object) -> tuple[MolGraph | None, str]:
-    """Parse and featurise one SMILES; returns (graph, "") or (None, reason)."""
+    """Parse and featurize one SMILES; returns (graph, "") or (None, reason)."""
     mol, error = parse_smiles(smiles)
     if mol is None:
         return None, error

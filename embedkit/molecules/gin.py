@@ -49,7 +49,7 @@ class FeatureEmbedding(nn.Module):
         """For inference: one concatenated table + offsets, summed by a single embedding_bag.
 
         Nine lookups and eight additions of (nodes × dim) tensors become one kernel. The
-        tables must no longer change (call after `max_norm` renormalisation is frozen).
+        tables must no longer change (call after `max_norm` renormalization is frozen).
         """
         tables = getattr(self, self._list_name)
         sizes = torch.tensor([t.num_embeddings for t in tables])
@@ -71,12 +71,12 @@ class FeatureEmbedding(nn.Module):
 
 
 def apply_embedding_max_norm(module: nn.Module) -> None:
-    """Renormalise every row of every `nn.Embedding(max_norm=…)` in `module`, in place.
+    """Renormalize every row of every `nn.Embedding(max_norm=…)` in `module`, in place.
 
-    The rule is torch's own lookup renormalisation (`embedding_renorm_`): a row whose norm
+    The rule is torch's own lookup renormalization (`embedding_renorm_`): a row whose norm
     exceeds `max_norm` is scaled by `max_norm / (norm + 1e-7)`, other rows are untouched.
     Applied to all rows at once it makes later lookups' in-place renorm a no-op: training
-    calls it after each optimiser step (DDP replicas look up different rows, so they would
+    calls it after each optimizer step (DDP replicas look up different rows, so they would
     drift apart otherwise) and inference before switching `max_norm` off.
     """
     with torch.no_grad():
@@ -111,7 +111,7 @@ class GINEdgeConv(nn.Module):
 
 
 class VirtualNodeGIN(nn.Module):
-    """Node encoder: each layer adds the virtual node, convolves, normalises, adds the residual."""
+    """Node encoder: each layer adds the virtual node, convolves, normalizes, adds the residual."""
 
     def __init__(self, config: GINConfig):
         super().__init__()

@@ -3,9 +3,9 @@
 Two ways to use worker processes, both returning chunks in input order (row i of the output
 is row i of the input):
 
-* `featurize_stream`: workers featurise, the main process runs the model (GPU inference).
-* `embed_stream`: each worker featurises *and* runs the model with one torch thread
-  (CPU inference). On 2 cores this beats one process with 2 threads: RDKit featurisation is
+* `featurize_stream`: workers featurize, the main process runs the model (GPU inference).
+* `embed_stream`: each worker featurizes *and* runs the model with one torch thread
+  (CPU inference). On 2 cores this beats one process with 2 threads: RDKit featurization is
   single-threaded and would leave a core idle, and a one-thread matmul wastes no time in
   OpenMP barriers (which also makes it far less sensitive to other load on the machine).
 """
@@ -47,9 +47,9 @@ def featurize_chunk(args: tuple[int, Sequence[object]]) -> Chunk:
 def default_num_workers(data_parallel: bool = False) -> int:
     """Worker processes for large inputs.
 
-    Featurisation only (model in the main process, e.g. on a GPU): none on ≤ 2 cores, else
-    cores − 1 (≤ 8); one featurising worker competing with the model's threads on 2 cores
-    was no faster than featurising in-process (763 vs 778 mol/s fp32).
+    Featurization only (model in the main process, e.g. on a GPU): none on ≤ 2 cores, else
+    cores − 1 (≤ 8); one featurizing worker competing with the model's threads on 2 cores
+    was no faster than featurizing in-process (763 vs 778 mol/s fp32).
     Data-parallel (`embed_stream`, CPU inference): one single-threaded worker per core (≤ 8),
     none on 1 core. See docs/molecules.md section 4 for the measurements.
     """
@@ -62,7 +62,7 @@ def default_num_workers(data_parallel: bool = False) -> int:
 def fork_available() -> bool:
     """`embed_stream` hands the loaded model to workers by fork (no pickling of weights).
 
-    Linux only: forking a process whose OpenMP / oneDNN runtimes are initialised is not
+    Linux only: forking a process whose OpenMP / oneDNN runtimes are initialized is not
     safe on macOS, where `spawn` would have to pickle the model instead.
     """
     return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
@@ -103,7 +103,7 @@ def _init_embed_worker(forward: Forward) -> None:
 def embed_chunk(
     args: tuple[int, Sequence[object]], forward: Forward | None = None
 ) -> EmbeddedChunk:
-    """Featurise one chunk and embed its valid molecules."""
+    """Featurize one chunk and embed its valid molecules."""
     forward = forward or _worker_forward
     assert forward is not None, "embed_chunk runs in a worker started by embed_stream"
     chunk = featurize_chunk(args)

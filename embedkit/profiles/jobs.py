@@ -100,7 +100,7 @@ def normalize_file(
     n_components: int | None = None,
     overwrite: bool = False,
 ) -> ProfileSummary:
-    """`embedkit normalize`: features normalised against controls, written atomically."""
+    """`embedkit normalize`: features normalized against controls, written atomically."""
     from embedkit.profiles.features import infer_features
     from embedkit.profiles.normalize import PC_PREFIX, control_mask, group_rows, normalize
 

@@ -1,4 +1,4 @@
-"""Normalise profiles against controls, per batch: the step that makes plates comparable.
+"""Normalize profiles against controls, per batch: the step that makes plates comparable.
 
 Every method is a small function `(x, is_control, groups, n_components) -> array` over a float64
 feature matrix; `NORMALIZERS` maps the public names to them. Statistics come from the control
@@ -42,7 +42,7 @@ def mad_robustize(
 def pca_centerscale(
     x: np.ndarray, is_control: np.ndarray, groups: Groups, n_components: int | None
 ) -> np.ndarray:
-    """PCA fitted on controls, then one centre/scale over the whole table (batches ignored):
+    """PCA fitted on controls, then one center/scale over the whole table (batches ignored):
     OpenPhenom's minimum correction; `tvn` is the per-batch one."""
     projected = _pca_transform(x, is_control, n_components, whiten=False)
     return _per_group(projected, is_control, [("all", np.arange(len(x)))], _center_scale)
@@ -51,7 +51,7 @@ def pca_centerscale(
 def tvn(
     x: np.ndarray, is_control: np.ndarray, groups: Groups, n_components: int | None
 ) -> np.ndarray:
-    """Typical variation normalisation: whitening PCA on controls pooled over all batches, then
+    """Typical variation normalization: whitening PCA on controls pooled over all batches, then
     a StandardScaler fitted on each batch's controls; OpenPhenom's recommended correction."""
     projected = _pca_transform(x, is_control, n_components, whiten=True)
     return _per_group(projected, is_control, groups, _center_scale)
@@ -74,19 +74,19 @@ def normalize(
     features: Sequence[str] | None = None,
     n_components: int | None = None,
 ) -> pd.DataFrame:
-    """Normalise `table`'s features with `method` (see `NORMALIZERS`), statistics from the rows
+    """Normalize `table`'s features with `method` (see `NORMALIZERS`), statistics from the rows
     the pandas query `controls` selects (e.g. "Metadata_PertType == 'negcon'"), per group of
     `by` (e.g. "Metadata_Plate"). Rows with NaN features keep NaN (PCA methods: the whole row)."""
     if method not in NORMALIZERS:
         raise InputError(
-            f"unknown normalisation method {method!r}; use one of {', '.join(NORMALIZERS)}"
+            f"unknown normalization method {method!r}; use one of {', '.join(NORMALIZERS)}"
         )
     if n_components is not None and method not in PROJECTING:
         raise InputError(f"n_components applies to {' and '.join(sorted(PROJECTING))} only")
     if n_components is not None and n_components < 1:
         raise InputError(f"n_components must be at least 1, got {n_components}")
     if len(table) == 0:
-        raise InputError("the table has no rows to normalise")
+        raise InputError("the table has no rows to normalize")
     feats = infer_features(table, features)
     is_control = control_mask(table, controls)
     groups = group_rows(table, by)
@@ -181,7 +181,7 @@ def _per_group(
 def _center_scale(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """(x − mean)/std (ddof 0, as StandardScaler) with `ref`'s statistics, NaN ignored.
 
-    A feature constant in `ref` is centred on that exact value with scale 1, so constant
+    A feature constant in `ref` is centered on that exact value with scale 1, so constant
     columns give exactly 0 (a computed mean of equal floats can miss them by one ulp).
     """
     center = np.nanmean(ref, axis=0)

@@ -291,8 +291,8 @@ def build_index(
         "metric": metric,
         "index_type": kind,
         "search_params": params,
-        "normalisation": "min-max with the model's training range, clipped to [0, 1]"
-        + ("; L2-normalised" if metric == "cosine" else ""),
+        "normalization": "min-max with the model's training range, clipped to [0, 1]"
+        + ("; L2-normalized" if metric == "cosine" else ""),
         "sources": [
             {
                 "source": source,

@@ -115,7 +115,7 @@ def describe_index(index_dir: str | Path) -> str:
             f"feature space: {space.name}, {len(space.columns)} of {space.space_size} columns",
             f"scoring:       {index.metric}",
             f"index type:    {m['index_type']} {m.get('search_params') or ''}".rstrip(),
-            f"normalisation: {m.get('normalisation', '')}",
+            f"normalization: {m.get('normalization', '')}",
             f"metadata:      {', '.join(meta)}",
             f"sources:       {sources}",
             f"built by:      embedkit {m.get('embedkit_version', '?')}",

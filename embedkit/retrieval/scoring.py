@@ -12,7 +12,7 @@ append −Σ softplus(z) to each molecule vector and 1 to the profile, and the i
 *is* the likelihood. Scores are reported per feature (divided by the number of shared
 columns) so tables with different column subsets give comparable numbers.
 
-`cosine` compares σ(z) with x after L2 normalisation instead (the paper's CLOOME-style
+`cosine` compares σ(z) with x after L2 normalization instead (the paper's CLOOME-style
 alternative); both are exact inner products over the stored vectors.
 """
 
@@ -33,14 +33,14 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def candidate_vectors(scaled: np.ndarray, metric: str) -> np.ndarray:
     """What the index stores for scaled profiles."""
-    return l2_normalise(scaled) if check_metric(metric) == "cosine" else scaled.astype(np.float32)
+    return l2_normalize(scaled) if check_metric(metric) == "cosine" else scaled.astype(np.float32)
 
 
 @torch.inference_mode()
@@ -69,14 +69,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def molecule_queries(logits: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(query vectors, per-query constant added to the inner product) for profile search."""
     if check_metric(metric) == "cosine":
-        return l2_normalise(sigmoid(logits)), np.zeros(len(logits), np.float32)
+        return l2_normalize(sigmoid(logits)), np.zeros(len(logits), np.float32)
     return logits.astype(np.float32), -softplus(logits).sum(axis=1).astype(np.float32)
 
 
 def molecule_candidates(logits: np.ndarray, metric: str) -> np.ndarray:
     """Molecule vectors to rank against profile queries (profile → molecules)."""
     if check_metric(metric) == "cosine":
-        return l2_normalise(sigmoid(logits))
+        return l2_normalize(sigmoid(logits))
     bias = -softplus(logits).sum(axis=1, keepdims=True)
     return np.hstack([logits, bias]).astype(np.float32)
 

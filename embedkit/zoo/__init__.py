@@ -11,7 +11,7 @@ citation and provenance. Resolution order for `name[@rev]`:
 2. the Hugging Face cache (`HF_HUB_CACHE` / `HF_HOME`), at the pinned revision;
 3. a Hub download at the pinned revision (unless `HF_HUB_OFFLINE=1`).
 
-Every file is checked against the card's sha256 before any byte is deserialised.
+Every file is checked against the card's sha256 before any byte is deserialized.
 `hf-hub:org/repo[@rev]` and `local-dir:PATH` bypass the cards (no pinned checksums).
 """
 

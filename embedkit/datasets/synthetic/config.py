@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from embedkit.datasets.synthetic.biology import GeneGraph
 from embedkit.datasets.synthetic.rendering import CHANNELS
+from embedkit.errors import InputError
 
 ROWS = "BCDEFGHIJKLMNO"  # RxRx1 uses the inner 14 x 22 wells of a 384-well plate
 COLUMNS = tuple(range(2, 24))
@@ -20,7 +21,7 @@ def well_names(n: int | None = None) -> list[str]:
     if n is None:
         return names
     if not 1 <= n <= len(names):
-        raise ValueError(f"wells must be between 1 and {len(names)} (rows B-O x cols 02-23)")
+        raise InputError(f"wells must be between 1 and {len(names)} (rows B-O x cols 02-23)")
     return names[:n]
 
 
@@ -60,35 +61,35 @@ class SynthConfig:
         object.__setattr__(self, "cells_per_site", tuple(int(v) for v in self.cells_per_site))
         object.__setattr__(self, "blank_channels", tuple(int(c) for c in self.blank_channels))
         if not self.cell_lines:
-            raise ValueError("at least one cell line is needed")
+            raise InputError("at least one cell line is needed")
         for name in self.cell_lines:
             if not name or not name.replace("_", "").isalnum():
-                raise ValueError(f"cell line {name!r}: use letters, digits and _ only")
+                raise InputError(f"cell line {name!r}: use letters, digits and _ only")
         if len({n.upper() for n in self.cell_lines}) != len(self.cell_lines):
-            raise ValueError("cell lines must be unique")
+            raise InputError("cell lines must be unique")
         for key in ("batches", "plates", "sites"):
             if not 1 <= getattr(self, key) <= 99:
-                raise ValueError(f"{key} must be between 1 and 99")
+                raise InputError(f"{key} must be between 1 and 99")
         well_names(self.wells)
         if not 16 <= self.size <= 4096:
-            raise ValueError("size must be between 16 and 4096 pixels")
+            raise InputError("size must be between 16 and 4096 pixels")
         if not 1 <= self.channels <= len(CHANNELS):
-            raise ValueError(f"channels must be between 1 and {len(CHANNELS)}")
+            raise InputError(f"channels must be between 1 and {len(CHANNELS)}")
         lo, hi = self.cells_per_site
         if not 1 <= lo <= hi:
-            raise ValueError("cells_per_site must be (low, high) with 1 <= low <= high")
+            raise InputError("cells_per_site must be (low, high) with 1 <= low <= high")
         if not 0.0 <= self.control_fraction <= 1.0:
-            raise ValueError("control_fraction must be between 0 and 1")
+            raise InputError("control_fraction must be between 0 and 1")
         for c in self.blank_channels:
             if not 1 <= c <= self.channels:
-                raise ValueError(f"blank channel {c} is not among channels 1..{self.channels}")
+                raise InputError(f"blank channel {c} is not among channels 1..{self.channels}")
         for key in ("graph_smoothing", "effect_strength", "batch_effect", "illumination"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0")
+                raise InputError(f"{key} must be >= 0")
         if self.well_drift < 0 or self.noise < 0:
-            raise ValueError("well_drift and noise must be >= 0")
+            raise InputError("well_drift and noise must be >= 0")
         if self.seed < 0:
-            raise ValueError("seed must be >= 0")
+            raise InputError("seed must be >= 0")
 
     def to_dict(self) -> dict:
         """Plain JSON values (the gene graph as lists), as written to config.json."""

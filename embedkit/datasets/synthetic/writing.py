@@ -14,6 +14,7 @@ import pandas as pd
 from embedkit.datasets.synthetic.config import SynthConfig
 from embedkit.datasets.synthetic.rendering import CHANNELS
 from embedkit.datasets.synthetic.screen import SyntheticScreen
+from embedkit.errors import InputError
 
 
 def _readme(config: SynthConfig, n_sites: int, n_files: int) -> str:
@@ -80,9 +81,9 @@ def write_synthetic_dataset(
     config = config or SynthConfig()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file, not a folder")
+        raise InputError(f"{out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty; choose a new folder or pass overwrite=True")
+        raise InputError(f"{out} is not empty; choose a new folder or pass overwrite=True")
     out.mkdir(parents=True, exist_ok=True)
     screen = SyntheticScreen(config)
     meta = screen.layout()
