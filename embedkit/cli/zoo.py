@@ -18,19 +18,24 @@ def zoo_group() -> None:
 
 
 @zoo_group.command("list")
+@friendly_errors
 def zoo_list() -> None:
-    """Models in the zoo (works offline: the registry ships with the package)."""
+    """Models in the zoo (works offline: cards and registry ship with the package)."""
+    from embedkit.registry import get_kind
     from embedkit.zoo import list_cards
 
     cards = list_cards()
-    width = max(len(c.name) for c in cards) if cards else 10
-    click.echo(f"{'name':<{width}}  {'task':<10} {'dim':>4}  {'where':<8} summary")
+    rows = [("name", "task", "architecture", "dim", "where", "summary")]
     for card in cards:
+        kind = get_kind(card.architecture, where=f"zoo card {card.name}")
         where = "shipped" if card.shipped_dir else "hub"
-        click.echo(
-            f"{card.name:<{width}}  {card.task:<10} {card.embedding_dim:>4}  "
-            f"{where:<8} {card.summary}"
+        rows.append(
+            (card.name, kind.task, kind.architecture, str(card.embedding_dim), where, card.summary)
         )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        cells = [f"{row[i]:<{widths[i]}}" if i != 3 else f"{row[i]:>{widths[i]}}" for i in range(5)]
+        click.echo("  ".join(cells) + "  " + row[5])
 
 
 @zoo_group.command("show")
