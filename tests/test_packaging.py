@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -75,13 +76,21 @@ def test_optional_imports_fail_with_the_extra_to_install():
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_zoo_and_not_the_train_recipes(tmp_path):
+    source = tmp_path / "src"  # build a copy: pip writes build/ into the source tree
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", ".venv")
+    for name in ("embedkit", "train", "pyproject.toml", "README.md"):
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=ignore)
+        else:
+            shutil.copy2(path, source / name)
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-q",
