@@ -17,6 +17,7 @@ from embedkit.cli.datasets import datasets_group
 from embedkit.cli.embed_images import embed_images_cmd
 from embedkit.cli.embed_smiles import embed_smiles
 from embedkit.cli.evaluate import evaluate_group
+from embedkit.cli.graph import graph_group
 from embedkit.cli.index import index_group
 from embedkit.cli.normalize import normalize_cmd
 from embedkit.cli.options import DEFAULT_MOLECULE_MODEL, EmbedkitGroup, debug_option
@@ -35,6 +36,7 @@ COMMANDS = [
     evaluate_group,
     zoo_group,
     datasets_group,
+    graph_group,
 ]
 
 
