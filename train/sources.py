@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
+from embedkit.graph.readers import read_hetionet, read_string
 from embedkit.molecules.featurize import parse_smiles
 from embedkit.profiles.aggregate import aggregate
 from embedkit.zoo import sha256_of
@@ -269,17 +270,15 @@ def molecule_keys(table: pd.DataFrame) -> set[str]:
 
 
 def read_gene_pairs(files: dict) -> pd.DataFrame:
-    frames = []
-    for path in files.get("gene_gene", []):
-        table = pd.read_csv(path)
-        frames.append(table.iloc[:, :2].set_axis(["a", "b"], axis=1))
+    """Gene–gene pairs (a, b), upper-case, from the pair lists and Hetionet, unweighted: the
+    files are read by `embedkit.graph.readers`, the one home of these formats."""
+    frames = [read_string(path) for path in files.get("gene_gene", [])]
     if "hetionet_ppi" in files:
-        table = pd.read_csv(files["hetionet_ppi"], sep="\t")
-        frames.append(table[["source_symbol", "target_symbol"]].set_axis(["a", "b"], axis=1))
+        frames.append(read_hetionet(files["hetionet_ppi"]))
     if not frames:
         return pd.DataFrame({"a": [], "b": []})
-    pairs = pd.concat(frames).dropna().astype(str)
-    return pairs.apply(lambda s: s.str.strip().str.upper())
+    pairs = pd.concat(frames, ignore_index=True)
+    return pairs[["source", "target"]].set_axis(["a", "b"], axis=1)
 
 
 def locate_files(data_dir: Path, exclude_benchmarks: tuple[str, ...] = ()) -> dict:
