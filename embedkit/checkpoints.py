@@ -33,9 +33,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         with open(path, "rb") as handle, torch.serialization.safe_globals([argparse.Namespace]):
             blob = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError…
+        reason = (str(err).splitlines() or [""])[0][:200]  # EOFError of an empty file: ""
         raise UntrustedFormatError(
             f"{path}: neither safetensors nor a tensor-only torch checkpoint that can be "
-            f"loaded safely ({err.__class__.__name__}: {str(err).splitlines()[0][:200]}). "
+            f"loaded safely ({err.__class__.__name__}: {reason}). "
             "If you trust it, re-save just its state dict: "
             "torch.save({'state_dict': ckpt['state_dict']}, 'clean.pt')"
         ) from err

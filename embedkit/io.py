@@ -119,9 +119,12 @@ def atomic_dir(folder: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `folder`; swap it in only if the block succeeds.
 
     An existing `folder` is renamed away, the staging folder renamed in, then the old one
-    removed: readers see the old folder or the new one, never a half-written one.
+    removed: readers see the old folder or the new one (for the instant between the two
+    renames, neither), never a half-written one. A failed block leaves `folder` untouched.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()
+    if folder == Path.cwd() or folder in Path.cwd().parents:
+        raise InputError(f"{folder} is the working folder or holds it; give a new folder name")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

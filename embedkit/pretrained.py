@@ -24,7 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from embedkit.errors import ConfigError, ModelNotFoundError
+from embedkit.errors import ConfigError, InputError, ModelNotFoundError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,6 +32,8 @@ WEIGHTS_NAME = "model.safetensors"
 INFO_KEYS = ("architecture", "embedding_dim", "embedkit_version", "pooling")
 # Bounds that no real model reaches: a config beyond them is corrupt or hostile.
 DEFAULT_INT_LIMIT = 1 << 20
+# No model embedkit serves comes near this; a config beyond it would exhaust memory.
+MAX_PARAMETERS = 2e9
 
 
 def limits(low: float | None = None, high: float | None = None, choices: tuple = ()) -> dict:
@@ -68,7 +70,10 @@ def validate_config(schema: type, data: Any, where: str, path: str = "") -> Any:
         value = _check_type(hints[name], data[name], where, key)
         _check_limits(spec.metadata, value, where, key)
         values[name] = value
-    return schema(**values)
+    try:
+        return schema(**values)
+    except ValueError as err:  # a schema's own cross-field checks (__post_init__)
+        raise ConfigError(f"{where}: cannot build {path or 'the config'}: {err}") from err
 
 
 def _check_type(hint: Any, value: Any, where: str, key: str) -> Any:
@@ -170,6 +175,12 @@ class PretrainedMixin:
     def from_config(cls, config: dict, where: str = "config"):
         """Validate `config` (as written by `config()`) and build the model by keyword."""
         parsed = cls.check_config(config, where)
+        size = cls.estimated_parameters(parsed)
+        if size > MAX_PARAMETERS:
+            raise ConfigError(
+                f"{where}: describes a model of about {size:.2g} parameters, beyond the "
+                f"{MAX_PARAMETERS:.0g} embedkit builds; the config is corrupt or hostile"
+            )
         kwargs = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
         try:
             return cls(**kwargs)
@@ -189,6 +200,17 @@ class PretrainedMixin:
         args = {k: v for k, v in config.items() if k not in INFO_KEYS}
         return validate_config(cls.CONFIG_CLASS, args, where)
 
+    @classmethod
+    def estimated_parameters(cls, parsed) -> float:
+        """Hook: the parameter count a validated config describes (checked before building)."""
+        return 0.0
+
+    @classmethod
+    def upgrade_legacy(cls, config: dict, names: list[str]) -> tuple[dict, dict[str, str]]:
+        """Hook: migrate a folder written before the model contract: (config, {old: new}
+        tensor renames). Each kind says what its older folders look like."""
+        return config, {}
+
     def weights_to_save(self) -> dict:
         """The tensors `save_pretrained` writes: the module's own state dict."""
         return self.state_dict()
@@ -196,8 +218,9 @@ class PretrainedMixin:
     def save_pretrained(self, folder: str | Path, dtype=None) -> Path:
         """Write config.json + model.safetensors atomically (temp folder, then rename).
 
-        Floating tensors are cast to `dtype` (default float32). An existing folder is
-        replaced as a whole; files of other writers in it (a README.md) are kept.
+        Floating tensors are cast to `dtype` (default float32). An existing model folder is
+        replaced; whatever else it holds (a README.md, sub-folders) is carried over. A
+        non-empty folder that is not a model folder is refused, never emptied.
         """
         import torch
         from safetensors.torch import save_file
@@ -205,6 +228,13 @@ class PretrainedMixin:
         from embedkit.io import atomic_dir
 
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder} is a file; give a folder for the model")
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
+            raise InputError(
+                f"{folder} is not empty and holds no {CONFIG_NAME}, so it is not a model "
+                "folder; choose a new or empty folder"
+            )
         dtype = dtype or torch.float32
         tensors = {
             k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
@@ -213,10 +243,14 @@ class PretrainedMixin:
         with atomic_dir(folder) as staging:
             save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
             (staging / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
-            if folder.is_dir():  # keep what other writers put there (a README.md)
+            if folder.is_dir():  # carry over what other writers put there
                 for other in folder.iterdir():
-                    if other.is_file() and other.name not in (CONFIG_NAME, WEIGHTS_NAME):
-                        shutil.copy2(other, staging / other.name)
+                    if other.name in (CONFIG_NAME, WEIGHTS_NAME):
+                        continue
+                    if other.is_dir():
+                        shutil.copytree(other, staging / other.name, symlinks=True)
+                    else:
+                        shutil.copy2(other, staging / other.name, follow_symlinks=False)
         return folder
 
     @classmethod
@@ -230,16 +264,26 @@ class PretrainedMixin:
 
         folder = Path(folder)
         config = read_config(folder)
-        cls.check_config(config, str(folder / CONFIG_NAME))  # all of it, before any selection
-        config, keep = cls.select_for_loading(config, encoder_only)
-        model = cls.from_config(config, where=str(folder / CONFIG_NAME))
         path = folder / WEIGHTS_NAME
         if not path.is_file():
             raise ModelNotFoundError(f"{path}: missing (a model folder holds {WEIGHTS_NAME})")
+        header = _weights_header(path)
+        config, renames = cls.upgrade_legacy(config, list(header))
+        where = str(folder / CONFIG_NAME)
+        parsed = cls.check_config(config, where)  # all of it, before any selection
+        stored = sum(math.prod(shape) for shape in header.values())
+        if cls.estimated_parameters(parsed) > 2 * stored + 1_000_000:
+            raise ConfigError(
+                f"{where}: describes about {cls.estimated_parameters(parsed):.2g} parameters "
+                f"but {path.name} holds {stored:.2g}; the config does not belong to these weights"
+            )
+        config, keep = cls.select_for_loading(config, encoder_only)
+        model = cls.from_config(config, where=where)
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError) as err:
             raise ConfigError(f"{path}: not a readable safetensors file ({err})") from err
+        state = {renames.get(k, k): v for k, v in state.items()}
         state = {
             k: (v.float() if v.is_floating_point() else v) for k, v in state.items() if keep(k)
         }
@@ -264,3 +308,14 @@ class PretrainedMixin:
         beyond the encoder (decoders, task heads) that embedding does not need. A kind
         without such parts loads whole either way."""
         return config, lambda name: True
+
+
+def _weights_header(path: Path) -> dict[str, list[int]]:
+    """Tensor name → shape from a safetensors header, without reading the tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ConfigError(f"{path}: not a readable safetensors file ({err})") from err

@@ -69,8 +69,8 @@ class ModelKind:
             return
         who = f"`embedkit {command}`" if command else "this call"
         raise WrongTaskError(
-            f"{spec} is a {self.task} model ({self.architecture}); {who} needs a {task} model "
-            f"(see `embedkit zoo list`)"
+            f"{spec} is a model for {self.task} ({self.architecture}); {who} needs a model "
+            f"for {task} (see `embedkit zoo list`)"
         )
 
 

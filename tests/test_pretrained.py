@@ -21,7 +21,7 @@ from torch import nn
 import embedkit
 from embedkit import registry
 from embedkit.embedder import BaseEmbedder, Embedder, EmbedResult
-from embedkit.errors import ConfigError, WrongTaskError
+from embedkit.errors import ConfigError, InputError, WrongTaskError
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig
 from embedkit.molecules.gin import GINConfig
@@ -62,6 +62,11 @@ def test_every_registered_kind_has_a_contract_model_and_an_embedder():
         assert model_class.ARCHITECTURE == kind.architecture
         assert issubclass(kind.embedder_class(), BaseEmbedder)
         assert kind.task in registry.TASKS and kind.usage_for("x")
+
+
+def test_the_contract_tests_cover_every_registered_kind():
+    """A new kind must add a tiny instance to `tiny_models`, so every test below runs on it."""
+    assert set(tiny_models()) == {k.architecture for k in registry.kinds()}
 
 
 def test_every_shipped_card_names_a_registered_architecture_with_its_task():
@@ -179,6 +184,12 @@ MALFORMED = [  # (config factory, edit, words the one-line message must contain)
     (_vit_config, ("encoder.pos_embed_kind", "rope"), ["encoder.pos_embed_kind", "one of"]),
     (_vit_config, ("encoder", [1, 2]), ["encoder", "object"]),
     (_vit_config, ("crop_size", 1e40), ["crop_size", "integer"]),
+    (_vit_config, ("crop_size", 64), ["cannot build", "img_size"]),
+    (_vit_config, ("normalization", {"kind": "bogus"}), ["cannot build", "normalization"]),
+    (_vit_config, ("normalization", {"kind": "fixed"}), ["cannot build", "mean"]),
+    (_gin_config, ("decoder_spaces", {"a.b": 8}), ["cannot build", "a.b"]),
+    (_gin_config, ("decoder_spaces", {"": 8}), ["cannot build", "non-empty"]),
+    (_gin_config, ("encoder", {"emb_dim": 16384, "num_layer": 64}), ["parameters"]),
 ]
 
 
@@ -251,11 +262,11 @@ def test_a_model_of_the_wrong_task_is_one_sentence_naming_both(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1
-    assert "images model" in line and "molecules model" in line and "embed-smiles" in line
+    assert "model for images" in line and "model for molecules" in line and "embed-smiles" in line
     assert not (tmp_path / "o.parquet").exists()
 
     tiny_models()["infoalign-gin"].save_pretrained(tmp_path / "gin")
-    with pytest.raises(WrongTaskError, match="molecules model .* needs a images model"):
+    with pytest.raises(WrongTaskError, match="model for molecules .* needs a model for images"):
         embedkit.load(f"local-dir:{tmp_path / 'gin'}", task="images")
 
 
@@ -283,6 +294,13 @@ def test_precision_means_the_same_for_every_kind(tmp_path, precision):
         assert isinstance(result, EmbedResult)
         assert result.embeddings.dtype == np.float32
         assert result.embeddings.shape == (3, embedder.embedding_dim)
+        exact = embedkit.load(f"local-dir:{tmp_path / architecture}").embed(inputs, batch_size=2)
+        ok = result.valid
+        if precision == "fp32":
+            np.testing.assert_array_equal(result.embeddings[ok], exact.embeddings[ok])
+        else:  # bf16 arithmetic really ran: close to fp32, not equal to it
+            assert not np.array_equal(result.embeddings[ok], exact.embeddings[ok])
+            np.testing.assert_allclose(result.embeddings[ok], exact.embeddings[ok], atol=0.1)
 
 
 def test_bf16_molecule_embedder_scores_with_fp32_decoders(tmp_path):
@@ -359,15 +377,68 @@ def test_a_new_kind_needs_one_module_and_one_register_call(tmp_path):
         registry._KINDS.pop("toy-linear")
 
 
+def _infoalign_checkpoint(path: Path) -> Path:
+    """A tiny checkpoint in InfoAlign's upstream key layout (graph_encoder.*, dist_net.*)."""
+    encoder = tiny_models()["infoalign-gin"].encoder
+    torch.save({"state_dict": dict(encoder.state_dict())}, path)
+    return path
+
+
 def test_zoo_convert_refuses_an_existing_output_unless_overwrite(tmp_path):
     """`zoo convert` used to replace its output folder silently."""
+    checkpoint = _infoalign_checkpoint(tmp_path / "pretrain.pt")
     out = tmp_path / "converted"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    checkpoint = tmp_path / "pretrain.pt"
-    torch.save({"graph_encoder.x": torch.zeros(1)}, checkpoint)
     result = run_cli("zoo", "convert", "infoalign", checkpoint, "-o", out)
     assert result.returncode == 2 and "--overwrite" in result.stderr
-    assert (out / "keep.txt").read_text() == "mine"
     forced = run_cli("zoo", "convert", "infoalign", checkpoint, "-o", out, "--overwrite")
-    assert forced.returncode == 2 and "InfoAlign" in forced.stderr  # now it reads the file
+    assert forced.returncode == 2 and "not a model folder" in forced.stderr
+    assert (out / "keep.txt").read_text() == "mine"  # a folder of other things is never emptied
+
+    model_dir = tmp_path / "model"
+    assert run_cli("zoo", "convert", "infoalign", checkpoint, "-o", model_dir).returncode == 0
+    (model_dir / "runs").mkdir()
+    (model_dir / "runs" / "log.txt").write_text("kept")
+    again = run_cli("zoo", "convert", "infoalign", checkpoint, "-o", model_dir, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert (model_dir / "runs" / "log.txt").read_text() == "kept"
+    assert embedkit.load(f"local-dir:{model_dir}").embedding_dim == 16
+
+
+def test_saving_into_a_folder_that_is_not_a_model_folder_is_refused(tmp_path):
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "data" / "plate.csv").write_text("x")
+    with pytest.raises(InputError, match="not a model folder"):
+        tiny_models()["infoalign-gin"].save_pretrained(tmp_path / "project")
+    assert (tmp_path / "project" / "data" / "plate.csv").read_text() == "x"
+
+
+def test_an_empty_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    result = run_cli("zoo", "convert", "infoalign", tmp_path / "empty.pt", "-o", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "empty.pt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_image_folder_written_before_the_contract_still_loads(tmp_path):
+    """embedkit 0.1.0 wrote `normalisation` and the encoder's tensors without a prefix."""
+    from safetensors.torch import save_file
+
+    model = tiny_models()["embedkit-vit"].eval()
+    old = tmp_path / "old"
+    old.mkdir()
+    config = model.config()
+    config["normalisation"] = config.pop("normalization")
+    (old / "config.json").write_text(json.dumps(config))
+    save_file(dict(model.encoder.state_dict()), str(old / "model.safetensors"))
+    loaded = embedkit.load(f"local-dir:{old}")
+    x = torch.randn(2, 5, 32, 32)
+    np.testing.assert_array_equal(loaded.embed_crops(x), model.encoder(x).detach().numpy())
+
+
+def test_with_decoders_is_still_understood_with_a_warning(tmp_path):
+    tiny_models()["infoalign-gin"].save_pretrained(tmp_path / "m")
+    with pytest.warns(DeprecationWarning, match="with_heads"):
+        embedder = embedkit.load(f"local-dir:{tmp_path / 'm'}", with_decoders=True)
+    assert "morgan" in embedder.model.decoders

@@ -104,7 +104,7 @@ def evaluate_retrieval_cmd(
     for path in (output, plot):
         if path is not None:
             check_output_file(path, overwrite)  # before the model loads
-    embedder = load_index_model(index_dir, model, "auto")
+    embedder = load_index_model(index_dir, model, "auto", command="evaluate retrieval")
     evaluation = evaluate_retrieval_file(
         queries, index_dir, embedder, key, query_key, smiles_column, output, plot, overwrite
     )

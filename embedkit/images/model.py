@@ -72,7 +72,12 @@ class ImageModel(PretrainedMixin, nn.Module):
             raise ValueError(f"{len(self.channels)} channel names for {config.in_chans} inputs")
         self.channel_aliases = dict(aliases if channel_aliases is None else channel_aliases)
         self.crop_size = crop_size or config.img_size
+        if self.crop_size != config.img_size:
+            raise ValueError(
+                f"crop_size {self.crop_size} differs from the encoder's img_size {config.img_size}"
+            )
         self.normalization = dict(normalization or {"kind": "instance"})
+        check_normalization(self.normalization, config.in_chans)
         self.cell_lines = dict(cell_lines or {})
         for line, vector in self.cell_lines.items():
             if len(vector) != config.cell_line_dim:
@@ -111,6 +116,24 @@ class ImageModel(PretrainedMixin, nn.Module):
     def config(self) -> dict:
         return {**super().config(), "pooling": "mean of patch tokens"}
 
+    @classmethod
+    def estimated_parameters(cls, parsed: ImageModelConfig) -> float:
+        """A lower bound: attention (4 D²) and MLP (2 · ratio · D²) in every block."""
+        e = parsed.encoder
+        return (4 + 2 * e.mlp_ratio) * e.embed_dim**2 * e.depth
+
+    @classmethod
+    def upgrade_legacy(cls, config: dict, names: list[str]) -> tuple[dict, dict[str, str]]:
+        """Folders written before the model contract (embedkit 0.1.0, converted RxRx1 /
+        OpenPhenom folders, MAE runs) spell `normalisation` and store the encoder's tensors
+        without the `encoder.` prefix; both are read as they are meant."""
+        if "normalisation" in config and "normalization" not in config:
+            config = {**config, "normalization": config["normalisation"]}
+            del config["normalisation"]
+        if names and not any(name.startswith("encoder.") for name in names):
+            return config, {name: f"encoder.{name}" for name in names}
+        return config, {}
+
     def cell_line_vector(self, name: str | None, table: dict | None = None) -> torch.Tensor | None:
         """The embedding of cell line `name` (from `table`, else the config); None if unused."""
         if self.encoder.config.cell_line_tokens == 0:
@@ -135,6 +158,21 @@ class ImageModel(PretrainedMixin, nn.Module):
                 f"{self.encoder.config.cell_line_dim}"
             )
         return torch.from_numpy(vector)
+
+
+def check_normalization(spec: dict, channels: int) -> None:
+    """{"kind": "instance"} or {"kind": "fixed", "mean": [...], "std": [...]} per channel."""
+    kind = spec.get("kind")
+    if kind == "instance":
+        return
+    if kind != "fixed":
+        raise ValueError(f"normalization kind {kind!r} is not 'instance' or 'fixed'")
+    for key in ("mean", "std"):
+        values = spec.get(key)
+        if not isinstance(values, list) or len(values) != channels:
+            raise ValueError(f"fixed normalization needs {channels} '{key}' values")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"fixed normalization '{key}' must hold numbers")
 
 
 def read_cell_line_table(path: str | Path) -> dict[str, list[float]]:

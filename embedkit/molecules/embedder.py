@@ -79,17 +79,18 @@ class MoleculeEmbedder(BaseEmbedder):
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embed SMILES; returns (float32 array (n, d) with NaN rows for invalid, valid mask)."""
-        result = self.embed(smiles, batch_size, num_workers, progress)
+        result = self.embed(smiles, batch_size, progress, num_workers)
         return result.embeddings, result.valid
 
     def embed(
         self,
         smiles: Sequence[str] | str,
         batch_size: int = 256,
-        num_workers: int | None = None,
         progress: bool = False,
+        num_workers: int | None = None,
     ) -> EmbedResult:
-        """Like `embed_smiles`, plus one readable error string per row."""
+        """Like `embed_smiles`, plus one readable error string per row (the `Embedder`
+        protocol's `embed`)."""
         if isinstance(smiles, str):
             smiles = [smiles]
         smiles = list(smiles)

@@ -27,6 +27,13 @@ class InfoAlignConfig:
     decoder_dropout: float = field(default=0.5, metadata=limits(0.0, 1.0))
     extra: dict = field(default_factory=dict)  # provenance, feature-space column lists
 
+    def __post_init__(self):
+        for space, width in self.decoder_spaces.items():
+            if not space or "." in space:
+                raise ValueError(f"decoder space name {space!r} must be non-empty, without '.'")
+            if width < 1:
+                raise ValueError(f"decoder space {space!r} must have at least 1 feature")
+
 
 class InfoAlignModel(PretrainedMixin, nn.Module):
     """Encoder (GIN + VIB head) and named feature-space decoders."""
@@ -42,11 +49,9 @@ class InfoAlignModel(PretrainedMixin, nn.Module):
         extra: dict | None = None,
     ):
         super().__init__()
+        InfoAlignConfig(encoder or GINConfig(), dict(decoder_spaces or {}))  # validates
         self.encoder = MoleculeEncoder(encoder or GINConfig())
         self.decoder_spaces = dict(decoder_spaces or {})
-        for space, width in self.decoder_spaces.items():
-            if width < 1:
-                raise ValueError(f"decoder space {space!r} must have at least 1 feature")
         self.decoder_dropout = decoder_dropout
         self.decoders = FeatureDecoders(
             self.encoder.embedding_dim, self.decoder_spaces, decoder_dropout
@@ -68,6 +73,13 @@ class InfoAlignModel(PretrainedMixin, nn.Module):
         return InfoAlignConfig(
             self.encoder.config, self.decoder_spaces, self.decoder_dropout, self.extra
         )
+
+    @classmethod
+    def estimated_parameters(cls, parsed: InfoAlignConfig) -> float:
+        """A lower bound: each GIN layer's MLP (d → 2d → d) and each decoder (d → 4d → out)."""
+        d = parsed.encoder.emb_dim
+        decoders = sum(4 * d * (d + width) for width in parsed.decoder_spaces.values())
+        return 4.0 * d * d * parsed.encoder.num_layer + decoders
 
     @classmethod
     def select_for_loading(cls, config: dict, encoder_only: bool = False):

@@ -115,7 +115,7 @@ def describe_index(index_dir: str | Path) -> str:
             f"feature space: {space.name}, {len(space.columns)} of {space.space_size} columns",
             f"scoring:       {index.metric}",
             f"index type:    {m['index_type']} {m.get('search_params') or ''}".rstrip(),
-            f"normalization: {m.get('normalization', '')}",
+            f"normalization: {m.get('normalization', m.get('normalisation', ''))}",  # older indexes
             f"metadata:      {', '.join(meta)}",
             f"sources:       {sources}",
             f"built by:      embedkit {m.get('embedkit_version', '?')}",
@@ -285,11 +285,11 @@ def evaluate_retrieval_file(
     return evaluation
 
 
-def load_index_model(index_dir: Path, model: str | None, device: str):
+def load_index_model(index_dir: Path, model: str | None, device: str, command: str = "retrieve"):
     """The model (with decoders) an index was built with. Only the manifest is read here;
     the job loads and verifies the index once and refuses a different model."""
     from embedkit.api import load
     from embedkit.retrieval.index import model_spec, read_manifest
 
     spec = model or model_spec(read_manifest(index_dir)["model"])
-    return load(spec, device=device, with_heads=True, task="molecules", command="retrieve")
+    return load(spec, device=device, with_heads=True, task="molecules", command=command)

@@ -173,9 +173,12 @@ def _resolve_local(folder: Path) -> ResolvedModel:
     missing = [f for f in ("config.json", "model.safetensors") if not (folder / f).exists()]
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if "model.safetensors" in missing and pickles:
+        from embedkit.registry import converters
+
+        kinds = "|".join(converters())
         raise UntrustedFormatError(
             f"local-dir:{folder}: {pickles[0]} is a pickle checkpoint, which embedkit does not "
-            f"load; convert it: embedkit zoo convert infoalign {folder / pickles[0]} -o OUT_DIR"
+            f"load; convert it: embedkit zoo convert {{{kinds}}} {folder / pickles[0]} -o OUT_DIR"
         )
     if missing:
         raise ModelNotFoundError(
