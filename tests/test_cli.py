@@ -378,8 +378,13 @@ def test_embedkit_load_is_still_there_lazily():
 
 
 def test_the_parser_choices_equal_the_library_lists():
-    from embedkit.cli.options import LAYOUTS, NORMALIZE_METHODS
+    from embedkit import embedder
+    from embedkit.cli import options
     from embedkit.images import discovery
+    from embedkit.molecules import jobs
     from embedkit.profiles.normalize import NORMALIZERS
 
-    assert LAYOUTS == discovery.LAYOUTS and NORMALIZE_METHODS == tuple(NORMALIZERS)
+    assert options.LAYOUTS == discovery.LAYOUTS
+    assert options.NORMALIZE_METHODS == tuple(NORMALIZERS)
+    assert options.PRECISIONS == embedder.PRECISIONS
+    assert options.ON_ERROR_CHOICES == jobs.ON_ERROR_CHOICES

@@ -20,7 +20,7 @@ from embedkit.cli.evaluate import evaluate_group
 from embedkit.cli.graph import graph_group
 from embedkit.cli.index import index_group
 from embedkit.cli.normalize import normalize_cmd
-from embedkit.cli.options import DEFAULT_MOLECULE_MODEL, EmbedkitGroup, debug_option
+from embedkit.cli.options import EmbedkitGroup, debug_option
 from embedkit.cli.plates import plates_group
 from embedkit.cli.retrieve import retrieve_cmd
 from embedkit.cli.zoo import zoo_group
@@ -56,4 +56,4 @@ def main(debug: bool) -> None:
 for _command in COMMANDS:
     main.add_command(_command)
 
-__all__ = ["DEFAULT_MOLECULE_MODEL", "main"]
+__all__ = ["main"]

@@ -12,10 +12,12 @@ from embedkit.cli.options import (
     friendly_errors,
     model_option,
     num_workers_option,
+    on_error_option,
     overwrite_option,
     precision_option,
     progress_option,
     show_progress,
+    smiles_column_option,
 )
 
 
@@ -29,12 +31,7 @@ from embedkit.cli.options import (
     help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad. Written "
     "atomically; missing folders are created.",
 )
-@click.option(
-    "-s",
-    "--smiles-column",
-    default=None,
-    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
-)
+@smiles_column_option
 @click.option(
     "--id-column", default=None, help="Column copied to Metadata_ID (e.g. a compound id)."
 )
@@ -50,12 +47,8 @@ from embedkit.cli.options import (
     "bf16 weights and activations: ~2x faster on CPUs with AVX-512 BF16 and on GPUs "
     "(cosine to fp32 >= 0.9998 on NCI molecules); fp32 is exact."
 )
-@click.option(
-    "--on-error",
-    type=click.Choice(["nan", "raise", "drop"]),
-    default="nan",
-    show_default=True,
-    help="Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it.",
+@on_error_option(
+    "Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it."
 )
 @progress_option
 @overwrite_option

@@ -20,6 +20,9 @@ from click.exceptions import NoArgsIsHelpError
 from embedkit.errors import EmbedkitError, InputError
 
 DEFAULT_MOLECULE_MODEL = "infoalign-gin-lincs-small"
+# The library's choice lists, copied so that --help imports no torch; a test keeps them equal.
+PRECISIONS = ("fp32", "bf16")  # embedkit.embedder.PRECISIONS
+ON_ERROR_CHOICES = ("nan", "raise", "drop")  # embedkit.molecules.jobs.ON_ERROR_CHOICES
 DEFAULT_IMAGE_MODEL = "vit-s16-cellpaint-demo"
 
 # Choices the parser needs before any library is imported (parsing must not import pandas,
@@ -57,7 +60,7 @@ def batch_size_option(default: int, what: str):
 def precision_option(help_text: str):
     return click.option(
         "--precision",
-        type=click.Choice(["fp32", "bf16"]),
+        type=click.Choice(list(PRECISIONS)),
         default="fp32",
         show_default=True,
         help=help_text,
@@ -225,3 +228,22 @@ def split_columns(text: str | None) -> list[str] | None:
     if not items:
         raise InputError(f"expected comma-separated column names, got {text!r}")
     return items
+
+
+smiles_column_option = click.option(
+    "-s",
+    "--smiles-column",
+    default=None,
+    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
+)
+
+
+def on_error_option(help_text: str):
+    """`--on-error nan|raise|drop` for invalid SMILES (nan keeps the row)."""
+    return click.option(
+        "--on-error",
+        type=click.Choice(list(ON_ERROR_CHOICES)),
+        default="nan",
+        show_default=True,
+        help=help_text,
+    )

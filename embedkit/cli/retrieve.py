@@ -12,9 +12,11 @@ from embedkit.cli.options import (
     friendly_errors,
     index_dir_option,
     index_model_option,
+    on_error_option,
     overwrite_option,
     progress_option,
     show_progress,
+    smiles_column_option,
 )
 
 
@@ -36,22 +38,13 @@ from embedkit.cli.options import (
     help="Profile → molecules: for every indexed profile, the k QUERIES molecules most "
     "likely to produce it.",
 )
-@click.option(
-    "-s",
-    "--smiles-column",
-    default=None,
-    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
-)
+@smiles_column_option
 @click.option("--id-column", default=None, help="Column copied to Molecule_ID.")
 @index_model_option
 @device_option
-@click.option(
-    "--on-error",
-    type=click.Choice(["nan", "raise", "drop"]),
-    default="nan",
-    show_default=True,
-    help="Invalid SMILES: keep one row without hits (nan), stop before writing (raise), or "
-    "drop it. They are never candidates with --reverse.",
+@on_error_option(
+    "Invalid SMILES: keep one row without hits (nan), stop before writing (raise), or "
+    "drop it. They are never candidates with --reverse."
 )
 @batch_size_option(256, "Molecules")
 @progress_option
