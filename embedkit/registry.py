@@ -32,7 +32,7 @@ class Converter:
     name: str
     function: str  # "module:function(checkpoint, out_dir) -> Path"
     help: str
-    note: str = ""  # printed after converting (licence terms…)
+    note: str = ""  # printed after converting (license terms…)
 
     def run(self, checkpoint: Path, out_dir: Path) -> Path:
         return _import(self.function)(checkpoint, out_dir)

@@ -459,7 +459,7 @@ def test_openphenom_converts_and_embeds_3_and_6_channels_like_upstream(openpheno
     assert enc["channel_agnostic"] and enc["parallel_blocks"] and enc["qk_norm"]
     assert not enc["qkv_bias"] and enc["pos_embed_kind"] == "sincos" and not enc["final_norm"]
     assert enc["img_size"] == IMG and enc["num_heads"] == HEADS
-    assert "non-commercial" in config["extra"]["licence"]
+    assert "non-commercial" in config["extra"]["license"]
     assert "must not be redistributed" in config["extra"]["redistribution"]
     assert config["extra"]["pos_embed_matches_sincos"] is True
     assert config["extra"]["max_channels_trained"] == MAX_CHANS

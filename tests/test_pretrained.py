@@ -442,3 +442,14 @@ def test_with_decoders_is_still_understood_with_a_warning(tmp_path):
     with pytest.warns(DeprecationWarning, match="with_heads"):
         embedder = embedkit.load(f"local-dir:{tmp_path / 'm'}", with_decoders=True)
     assert "morgan" in embedder.model.decoders
+
+
+def test_zoo_list_survives_a_card_of_an_unknown_architecture(tmp_path):
+    card = json.loads((REPO / "embedkit/zoo/infoalign-gin-lincs-small.card.json").read_text())
+    card.update(name="from-the-future", architecture="quantum-gin", shipped=False)
+    (tmp_path / "from-the-future.card.json").write_text(json.dumps(card))
+    result = run_cli("zoo", "list", env={"EMBEDKIT_EXTRA_CARDS": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("from-the-future"))
+    assert "quantum-gin" in line and "unknown architecture" in line
+    assert "infoalign-gin-lincs-small" in result.stdout

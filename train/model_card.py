@@ -2,7 +2,7 @@
 
 The card is what a user reads before trusting the weights, so it names every input file
 with its sha256 (and, where the data folder has a MANIFEST.json, its upstream source,
-commit and licence), the exact command, the recipe, and the losses reached.
+commit and license), the exact command, the recipe, and the losses reached.
 """
 
 from __future__ import annotations

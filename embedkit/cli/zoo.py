@@ -21,16 +21,20 @@ def zoo_group() -> None:
 @friendly_errors
 def zoo_list() -> None:
     """Models in the zoo (works offline: cards and registry ship with the package)."""
+    from embedkit.errors import EmbedkitError
     from embedkit.registry import get_kind
     from embedkit.zoo import list_cards
 
     cards = list_cards()
     rows = [("name", "task", "architecture", "dim", "where", "summary")]
     for card in cards:
-        kind = get_kind(card.architecture, where=f"zoo card {card.name}")
         where = "shipped" if card.shipped_dir else "hub"
+        try:
+            task = get_kind(card.architecture, where=f"zoo card {card.name}").task
+        except EmbedkitError:  # one card for a kind this version lacks must not hide the rest
+            task, where = "?", f"{where}, unknown architecture"
         rows.append(
-            (card.name, kind.task, kind.architecture, str(card.embedding_dim), where, card.summary)
+            (card.name, task, card.architecture, str(card.embedding_dim), where, card.summary)
         )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:

@@ -38,9 +38,9 @@ SEED_RENAMES = {  # upstream ViT name prefix → ours
 }
 OPENPHENOM_PREFIXES = ("encoder.vit_backbone.", "module.encoder.vit_backbone.", "vit_backbone.")
 OPENPHENOM_IGNORED = ("fc_norm.", "head.")  # the post-pool norm predict() does not apply
-OPENPHENOM_LICENCE = (
+OPENPHENOM_LICENSE = (
     "OpenPhenom weights (recursionpharma/OpenPhenom) are released under a non-commercial "
-    "licence (code CC BY-NC 4.0, weights under Recursion's non-commercial EULA). embedkit "
+    "license (code CC BY-NC 4.0, weights under Recursion's non-commercial EULA). embedkit "
     "ships only the loader; this folder was converted from the user's own download and "
     "must not be redistributed or used commercially."
 )
@@ -259,8 +259,8 @@ def convert_openphenom(
             "converted_from": path.name,
             "source_sha256": digest,
             "upstream": "recursionpharma/OpenPhenom (CA-MAE ViT-S/16)",
-            "licence": "non-commercial (CC BY-NC 4.0 code, non-commercial EULA weights)",
-            "redistribution": OPENPHENOM_LICENCE,
+            "license": "non-commercial (CC BY-NC 4.0 code, non-commercial EULA weights)",
+            "redistribution": OPENPHENOM_LICENSE,
             "channels": "channel-agnostic: any subset or number of channels; names are "
             "nominal (RxRx order) for --channel-map / --drop-channel",
             "max_channels_trained": pos.shape[1] // (grid * grid),
@@ -282,7 +282,7 @@ def convert_openphenom(
     (out / "README.md").write_text(
         "---\nlibrary_name: embedkit\nlicense: other\nlicense_name: non-commercial\n"
         "tags: [images, cell-painting, openphenom, converted, non-commercial]\n---\n"
-        f"# Converted OpenPhenom encoder (non-commercial)\n\n{OPENPHENOM_LICENCE}\n\n"
+        f"# Converted OpenPhenom encoder (non-commercial)\n\n{OPENPHENOM_LICENSE}\n\n"
         f"Converted by `embedkit zoo convert openphenom` from `{path.name}` (sha256 "
         f"`{digest}`). Channel-agnostic ViT ({config.depth} blocks, width {dim}, "
         f"{config.img_size} px crops); the embedding is the mean of the patch tokens of all "

@@ -4,7 +4,7 @@ The cards (`<name>.card.json`) and the small checkpoints that ship with embedkit
 (`<name>/config.json, model.safetensors, README.md`) are package data in this folder.
 
 A card is the model's contract (like timm's `pretrained_cfg`): architecture and config,
-embedding size, input spec, Hub repo at a pinned revision, per-file sha256, licence,
+embedding size, input spec, Hub repo at a pinned revision, per-file sha256, license,
 citation and provenance. Resolution order for `name[@rev]`:
 
 1. files shipped inside the package (`zoo/<name>/`), when the revision is the card's;
