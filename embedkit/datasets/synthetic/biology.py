@@ -10,6 +10,12 @@
   line scales the response per feature through a smooth function of a simulated line
   descriptor (`cell_line_descriptor`, a stand-in for an RNA-seq embedding), so that
   descriptors carry information about responses.
+* **Grounded in real priors (optional, `grounding`).** The graph can be a real gene graph
+  (weighted edges, e.g. built from STRING / Hetionet), and each line's descriptor and
+  morphology can come from its real scVI embedding (`CellLineDescriptor`). With
+  `line_specificity` > 0 each gene's knock-down is further gated per line by a simulated
+  expression program (`expression_programs`, smoothed over the graph) read through the
+  line's descriptor, so lines differ gene by gene, not only feature by feature.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embedkit.datasets.synthetic.seeds import T_GRAPH, T_LINE, T_PHENO, T_RESP, name_key, stream
+from embedkit.datasets.synthetic.seeds import (
+    T_EXPR,
+    T_GRAPH,
+    T_LINE,
+    T_PHENO,
+    T_RESP,
+    name_key,
+    stream,
+)
 
 CONTROL_GENE = "EMPTY"
 
@@ -58,11 +72,18 @@ DESCRIPTOR_DIM = 8
 
 @dataclass(frozen=True)
 class GeneGraph:
-    """Genes, undirected edges between them and a module id per gene (hashable, immutable)."""
+    """Genes, undirected edges between them and a module id per gene (hashable, immutable).
+
+    `weights` (one per edge, in [0, 1]; None: every edge weighs 1) and `source` (where the
+    graph came from, e.g. a graph file and its sha256; empty for a simulated graph) are set
+    for graphs read from a file (`grounding.load_gene_graph`).
+    """
 
     genes: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
     modules: tuple[int, ...]
+    weights: tuple[float, ...] | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if len(set(self.genes)) != len(self.genes):
@@ -75,6 +96,12 @@ class GeneGraph:
         for a, b in self.edges:
             if a not in known or b not in known:
                 raise ValueError(f"edge ({a}, {b}) names a gene that is not in the list")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+            if len(self.weights) != len(self.edges):
+                raise ValueError("one weight per edge is needed")
+            if not all(0.0 <= w <= 1.0 for w in self.weights):
+                raise ValueError("edge weights must be in [0, 1]")
 
     @classmethod
     def from_edges(
@@ -104,17 +131,23 @@ class GeneGraph:
         return cls(genes, edges, tuple(int(m) for m in modules))
 
     def adjacency(self) -> np.ndarray:
-        """Symmetric 0/1 adjacency matrix in `genes` order."""
+        """Symmetric adjacency matrix in `genes` order: 0/1, or the edge weights if set (a
+        pair listed twice keeps its largest weight)."""
         index = {g: i for i, g in enumerate(self.genes)}
         adj = np.zeros((len(self.genes), len(self.genes)))
-        for a, b in self.edges:
+        weights = self.weights or (1.0,) * len(self.edges)
+        for (a, b), w in zip(self.edges, weights, strict=True):
             if a != b:
-                adj[index[a], index[b]] = adj[index[b], index[a]] = 1.0
+                i, j = index[a], index[b]
+                adj[i, j] = adj[j, i] = max(adj[i, j], w)
         return adj
 
     def edge_frame(self) -> pd.DataFrame:
-        """The edge list as a (source, target) table, as written to gene_graph.csv."""
-        return pd.DataFrame(list(self.edges), columns=["source", "target"])
+        """The edge list as written to gene_graph.csv: (source, target[, weight])."""
+        frame = pd.DataFrame(list(self.edges), columns=["source", "target"])
+        if self.weights is not None:
+            frame["weight"] = self.weights
+        return frame
 
 
 def default_gene_graph(
@@ -156,11 +189,80 @@ def gene_phenotypes(graph: GeneGraph, seed: int = 0, smoothing: float = 0.5) -> 
     rng = stream(seed, T_PHENO, n)
     z = rng.standard_normal((n, len(PHENOTYPE_FEATURES)))
     strength = rng.uniform(0.3, 1.5, n)
-    adj = graph.adjacency()
-    laplacian = np.diag(adj.sum(1)) - adj
-    x = np.linalg.solve(np.eye(n) + smoothing * laplacian, z)
+    x = smooth_over_graph(graph, z, smoothing)
     x /= np.sqrt((x**2).mean(1, keepdims=True))
     return x * strength[:, None]
+
+
+def smooth_over_graph(graph: GeneGraph, z: np.ndarray, smoothing: float) -> np.ndarray:
+    """``(I + smoothing * L)^-1 z`` with L = D - A the (weighted) Laplacian of the graph.
+
+    Dense for up to 2,000 genes (the simulated default); beyond, conjugate gradients on
+    the sparse system (symmetric positive definite), to a relative residual of 1e-10.
+    """
+    n = len(graph.genes)
+    if n <= 2000:
+        adj = graph.adjacency()
+        laplacian = np.diag(adj.sum(1)) - adj
+        return np.linalg.solve(np.eye(n) + smoothing * laplacian, z)
+    import scipy.sparse
+
+    index = {g: i for i, g in enumerate(graph.genes)}
+    weights = graph.weights or (1.0,) * len(graph.edges)
+    rows = np.array([index[a] for a, _ in graph.edges], dtype=np.int64)
+    cols = np.array([index[b] for _, b in graph.edges], dtype=np.int64)
+    vals = np.where(rows != cols, np.asarray(weights, dtype=np.float64), 0.0)
+    lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
+    order = np.lexsort((vals, hi, lo))  # a pair listed twice keeps its largest weight
+    lo, hi, vals = lo[order], hi[order], vals[order]
+    last = np.r_[(lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1]), True]
+    lo, hi, vals = lo[last], hi[last], vals[last]
+    adj = scipy.sparse.coo_matrix((np.r_[vals, vals], (np.r_[lo, hi], np.r_[hi, lo])), (n, n))
+    adj = adj.tocsr()
+    degree = np.asarray(adj.sum(1)).ravel()
+    system = scipy.sparse.identity(n, format="csr") + smoothing * (scipy.sparse.diags(degree) - adj)
+    return _conjugate_gradients(system, np.asarray(z, dtype=np.float64), 1 + smoothing * degree)
+
+
+def _conjugate_gradients(system, b: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients, one independent solve per column of b."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = r / diagonal[:, None]
+    p = z.copy()
+    rz = (r * z).sum(0)
+    target = 1e-10 * np.linalg.norm(b, axis=0)
+    for _ in range(10 * len(b)):
+        ap = system @ p
+        alpha = rz / np.maximum((p * ap).sum(0), 1e-300)
+        x += alpha * p
+        r -= alpha * ap
+        if (np.linalg.norm(r, axis=0) <= target).all():
+            break
+        z = r / diagonal[:, None]
+        rz_new = (r * z).sum(0)
+        p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+        rz = rz_new
+    return x
+
+
+def expression_programs(graph: GeneGraph, seed: int = 0, smoothing: float = 0.5) -> np.ndarray:
+    """(genes x DESCRIPTOR_DIM) simulated expression programs, smoothed like the phenotypes.
+
+    A line "expresses" gene g to the degree ``sigmoid(1 + 1.5 * u_g . d / sqrt(8))`` with d
+    the line's descriptor (`gene_expression`): linked genes (a complex, a pathway) are
+    expressed together, and a line's descriptor says which genes are active in it.
+    """
+    n = len(graph.genes)
+    z = stream(seed, T_EXPR, n).standard_normal((n, DESCRIPTOR_DIM))
+    u = smooth_over_graph(graph, z, smoothing)
+    return u / np.sqrt((u**2).mean(1, keepdims=True))
+
+
+def gene_expression(programs: np.ndarray, descriptor: np.ndarray) -> np.ndarray:
+    """Per-gene expression in (0, 1) of a line with this descriptor (see expression_programs)."""
+    logit = 1.0 + 1.5 * (programs @ np.asarray(descriptor)) / math.sqrt(DESCRIPTOR_DIM)
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 # -- cell lines -------------------------------------------------------------------------
@@ -257,10 +359,42 @@ def response_weights(seed: int) -> np.ndarray:
     ) / math.sqrt(DESCRIPTOR_DIM)
 
 
-def cell_line_response(weights: np.ndarray, cell_line: str) -> np.ndarray:
+def cell_line_response(
+    weights: np.ndarray, cell_line: str, descriptor: CellLineDescriptor | None = None
+) -> np.ndarray:
     """Per-feature multiplier of every gene's phenotype in this cell line.
 
-    ``response_gain * exp(0.35 * weights @ descriptor)``: smooth in the descriptor.
+    ``response_gain * exp(0.35 * weights @ descriptor)``: smooth in the descriptor. Without
+    a `descriptor` (a real embedding's, see `grounding`), the name-derived simulated one.
     """
+    if descriptor is not None:
+        return descriptor.profile.response_gain * np.exp(
+            0.35 * weights @ np.asarray(descriptor.descriptor)
+        )
     gain = cell_line_profile(cell_line).response_gain
     return gain * np.exp(0.35 * weights @ cell_line_descriptor(cell_line))
+
+
+@dataclass(frozen=True)
+class CellLineDescriptor:
+    """A line's descriptor and morphology taken from a real embedding table (hashable).
+
+    `descriptor` (DESCRIPTOR_DIM numbers) replaces the name-derived `cell_line_descriptor`
+    and `profile` replaces `cell_line_profile`; `row` is the table row it came from and
+    `source` the table (file name, sha256, shape) and the projection used.
+    """
+
+    name: str
+    row: str
+    descriptor: tuple[float, ...]
+    profile: CellLineProfile
+    source: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "descriptor", tuple(float(v) for v in self.descriptor))
+        if len(self.descriptor) != DESCRIPTOR_DIM:
+            raise ValueError(f"a descriptor has {DESCRIPTOR_DIM} numbers")
+        if isinstance(self.profile, dict):
+            profile = dict(self.profile)
+            profile["intensity"] = tuple(profile["intensity"])
+            object.__setattr__(self, "profile", CellLineProfile(**profile))

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from embedkit.datasets.synthetic.biology import GeneGraph
+from embedkit.datasets.synthetic.biology import CellLineDescriptor, GeneGraph
 from embedkit.datasets.synthetic.rendering import CHANNELS
 from embedkit.errors import InputError
 
@@ -33,6 +33,13 @@ class SynthConfig:
     are multipliers of built-in magnitudes: 1 is the default, 0 switches the effect off.
     `blank_channels` (1-based, RxRx numbering) are written as constant zero images, for
     testing how downstream code treats constant channels.
+
+    Real priors (`grounding`): `gene_graph` may be a real gene graph read from a file
+    (`load_gene_graph`); `cell_line_descriptors` (one per cell line, from a real embedding
+    table, `load_cell_line_descriptors`) replace the name-derived descriptors and
+    morphology; `line_specificity` (0..1) gates each knock-down per line by the gene's
+    simulated expression in that line (0: off, every line sees every gene's phenotype).
+    Both are stored in full, so config.json alone regenerates the same bytes.
     """
 
     cell_lines: tuple[str, ...] = ("U2OS", "HUVEC")
@@ -55,6 +62,8 @@ class SynthConfig:
     noise: float = 1.0
     blank_channels: tuple[int, ...] = ()
     seed: int = 0
+    cell_line_descriptors: tuple[CellLineDescriptor, ...] | None = None
+    line_specificity: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cell_lines", tuple(self.cell_lines))
@@ -90,6 +99,31 @@ class SynthConfig:
             raise InputError("well_drift and noise must be >= 0")
         if self.seed < 0:
             raise InputError("seed must be >= 0")
+        if self.gene_graph is None and not 1 <= self.n_modules <= self.n_genes:
+            raise InputError("need 1 <= n_modules <= n_genes (--genes)")
+        if self.gene_graph is None and self.n_genes < 2:
+            raise InputError("n_genes (--genes) must be at least 2")
+        if not 0.0 <= self.line_specificity <= 1.0:
+            raise InputError("line_specificity must be between 0 and 1")
+        if self.cell_line_descriptors is not None:
+            descriptors = tuple(
+                d if isinstance(d, CellLineDescriptor) else CellLineDescriptor(**d)
+                for d in self.cell_line_descriptors
+            )
+            object.__setattr__(self, "cell_line_descriptors", descriptors)
+            named = [d.name for d in descriptors]
+            if sorted(named) != sorted(self.cell_lines):
+                raise InputError(
+                    f"cell_line_descriptors are for {', '.join(named)}, "
+                    f"not the cell lines {', '.join(self.cell_lines)}"
+                )
+
+    def descriptor(self, cell_line: str) -> CellLineDescriptor | None:
+        """The real-embedding descriptor of a cell line, or None (name-derived)."""
+        for d in self.cell_line_descriptors or ():
+            if d.name == cell_line:
+                return d
+        return None
 
     def to_dict(self) -> dict:
         """Plain JSON values (the gene graph as lists), as written to config.json."""
@@ -101,9 +135,16 @@ class SynthConfig:
         data = dict(data)
         graph = data.get("gene_graph")
         if isinstance(graph, Mapping):
+            weights = graph.get("weights")
             data["gene_graph"] = GeneGraph(
                 tuple(graph["genes"]),
                 tuple(tuple(e) for e in graph["edges"]),
                 tuple(graph["modules"]),
+                None if weights is None else tuple(weights),
+                graph.get("source", ""),
+            )
+        if data.get("cell_line_descriptors") is not None:
+            data["cell_line_descriptors"] = tuple(
+                CellLineDescriptor(**d) for d in data["cell_line_descriptors"]
             )
         return cls(**data)

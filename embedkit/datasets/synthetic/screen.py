@@ -7,6 +7,7 @@ batch, plate, well, site, gene), not on what else is drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Mapping
 
@@ -14,11 +15,16 @@ import numpy as np
 import pandas as pd
 
 from embedkit.datasets.synthetic.biology import (
+    _KNOWN_LINES,
     CONTROL_GENE,
     PHENOTYPE_FEATURES,
+    CellLineProfile,
+    cell_line_descriptor,
     cell_line_profile,
     cell_line_response,
     default_gene_graph,
+    expression_programs,
+    gene_expression,
     gene_phenotypes,
     response_weights,
 )
@@ -51,13 +57,43 @@ class SyntheticScreen:
         self.phenotypes = gene_phenotypes(self.graph, config.seed, config.graph_smoothing)
         self._gene_index = {g: i for i, g in enumerate(self.graph.genes)}
         self._response_w = response_weights(config.seed)
+        self._programs: np.ndarray | None = None
         self.effects = TechnicalEffects(config)
 
     # ---- biology ----
 
+    def profile(self, cell_line: str) -> CellLineProfile:
+        """Base morphology: from the line's real-embedding descriptor when the config has
+        one, else from the RxRx table or the name (`cell_line_profile`)."""
+        found = self.config.descriptor(cell_line)
+        if found is not None:
+            return found.profile
+        return cell_line_profile(cell_line)
+
+    def descriptor(self, cell_line: str) -> np.ndarray:
+        """The line's DESCRIPTOR_DIM numbers: its real embedding's projection, or simulated."""
+        found = self.config.descriptor(cell_line)
+        if found is not None:
+            return np.asarray(found.descriptor)
+        return cell_line_descriptor(cell_line)
+
     def response(self, cell_line: str) -> np.ndarray:
         """Per-feature multiplier of every gene's phenotype in this cell line."""
-        return cell_line_response(self._response_w, cell_line)
+        return cell_line_response(self._response_w, cell_line, self.config.descriptor(cell_line))
+
+    def expression(self, cell_line: str) -> np.ndarray:
+        """Per-gene gate in [1 - line_specificity, 1]: the gene's expression in this line.
+
+        ``1 - s + s * gene_expression(programs, descriptor)``; all ones when s is 0.
+        """
+        s = self.config.line_specificity
+        if s == 0:
+            return np.ones(len(self.graph.genes))
+        if self._programs is None:
+            self._programs = expression_programs(
+                self.graph, self.config.seed, self.config.graph_smoothing
+            )
+        return 1 - s + s * gene_expression(self._programs, self.descriptor(cell_line))
 
     def effect(self, cell_line: str, gene: str) -> np.ndarray:
         """The knock-down's phenotype in this line (zeros for the control, EMPTY)."""
@@ -65,8 +101,45 @@ class SyntheticScreen:
             return np.zeros(len(PHENOTYPE_FEATURES))
         if gene not in self._gene_index:
             raise ValueError(f"unknown gene {gene!r}; the screen has {len(self._gene_index)}")
-        base = self.phenotypes[self._gene_index[gene]]
-        return self.config.effect_strength * self.response(cell_line) * base
+        i = self._gene_index[gene]
+        out = self.config.effect_strength * self.response(cell_line) * self.phenotypes[i]
+        if self.config.line_specificity > 0:
+            out = out * self.expression(cell_line)[i]
+        return out
+
+    def effects_matrix(self, cell_line: str) -> np.ndarray:
+        """(genes x PHENOTYPE_FEATURES) knock-down phenotypes in this line, in gene order."""
+        return (
+            self.config.effect_strength
+            * self.phenotypes
+            * self.response(cell_line)[None]
+            * self.expression(cell_line)[:, None]
+        )
+
+    def cell_line_frame(self) -> pd.DataFrame:
+        """One row per cell line: where its descriptor came from, descriptor, morphology and
+        per-feature response (as written to cell_lines.csv)."""
+        rows = []
+        for line in self.config.cell_lines:
+            found = self.config.descriptor(line)
+            profile = self.profile(line)
+            row = {
+                "cell_line": line,
+                "descriptor_source": found.source if found else _simulated_source(line),
+                "table_row": found.row if found else "",
+            }
+            row.update({f"descriptor_{i}": v for i, v in enumerate(self.descriptor(line))})
+            for field, value in dataclasses.asdict(profile).items():
+                if field == "intensity":
+                    row.update({f"intensity_w{c + 1}": v for c, v in enumerate(value)})
+                elif field != "name":
+                    row[field] = value
+            response = self.response(line)
+            row.update(
+                {f"response_{f}": v for f, v in zip(PHENOTYPE_FEATURES, response, strict=True)}
+            )
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     def phenotype_frame(self) -> pd.DataFrame:
         """Ground-truth phenotype vectors (before cell-line scaling), one row per gene."""
@@ -137,7 +210,7 @@ class SyntheticScreen:
         rng = stream(
             cfg.seed, T_SITE, name_key(cell_line.upper()), batch, plate, name_key(well), site
         )
-        profile = cell_line_profile(cell_line)
+        profile = self.profile(cell_line)
         signal = draw_cells(
             profile, self.effect(cell_line, gene), rng, cfg.size, cfg.cells_per_site
         )
@@ -164,6 +237,12 @@ class SyntheticScreen:
             meta["Metadata_Well"],
             int(meta["Metadata_Site"]),
         )
+
+
+def _simulated_source(cell_line: str) -> str:
+    if cell_line.upper() in _KNOWN_LINES:
+        return "SIMULATED from the name (morphology: the RxRx table)"
+    return "SIMULATED from the name"
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,6 +14,7 @@ import numpy as np
 
 # Stream tags, one per random quantity.
 T_GRAPH, T_PHENO, T_RESP, T_LINE, T_LAYOUT, T_BATCH, T_PLATE, T_WELL, T_SITE = range(101, 110)
+T_EXPR, T_SUBSET, T_MORPH = range(110, 113)
 
 
 def name_key(text: str) -> int:
