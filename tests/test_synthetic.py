@@ -416,14 +416,12 @@ def test_bad_graph_files_are_one_sentence_naming_the_path(tmp_path):
     scipy.sparse.save_npz(no_keys, scipy.sparse.csr_matrix(adj))
     asym = adj.copy()
     asym[0, 1] = 0.9 if asym[0, 1] != 0.9 else 0.2
-    heavy = adj * 3
-    cases = {
-        tmp_path / "missing.npz": "does not exist",
-        junk: "not a .npz",
-        no_keys: "'perturbations'",
-        write_graph_npz(tmp_path / "short.npz", genes[:-1], adj): "for 7 perturbations",
-        write_graph_npz(tmp_path / "asym.npz", genes, asym): "not symmetric",
-        write_graph_npz(tmp_path / "heavy.npz", genes, heavy): "above 1",
+    cases = {  # read by embedkit.graph.PerturbationGraph.load, the format's one reader
+        tmp_path / "missing.npz": "no such graph file",
+        junk: "not a readable perturbation graph",
+        no_keys: "no perturbations, sources",
+        write_graph_npz(tmp_path / "short.npz", genes[:-1], adj): "7 perturbations",
+        write_graph_npz(tmp_path / "asym.npz", genes, asym): "symmetric",
         write_graph_npz(tmp_path / "empty.npz", [CONTROL_GENE, *genes[1:]], adj): "reserved",
     }
     for path, words in cases.items():
@@ -665,3 +663,16 @@ def test_large_graphs_are_smoothed_sparsely_with_the_same_result():
     adj = graph.adjacency()
     dense = np.linalg.solve(np.eye(n) + 0.5 * (np.diag(adj.sum(1)) - adj), z)
     np.testing.assert_allclose(smooth_over_graph(graph, z, 0.5), dense, atol=1e-7)
+
+
+def test_overwrite_replaces_the_whole_screen_and_leaves_no_stale_plates(tmp_path):
+    out = tmp_path / "synth"
+    args = ["synth-plate", str(out), "--cell-lines", "RPE", "--wells", "2", "--sites", "1"]
+    assert CliRunner().invoke(datasets_group, [*args, "--batches", "2"]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["RPE-01", "RPE-02"]
+    refused = CliRunner().invoke(datasets_group, [*args, "--batches", "1"])
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    again = CliRunner().invoke(datasets_group, [*args, "--batches", "1", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["RPE-01"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

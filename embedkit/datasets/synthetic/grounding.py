@@ -18,11 +18,8 @@ Both are files the user supplies (embedkit ships neither); the images stay simul
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import math
 import re
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -38,74 +35,19 @@ from embedkit.datasets.synthetic.biology import (
 )
 from embedkit.datasets.synthetic.seeds import T_MORPH, T_SUBSET, stream
 from embedkit.errors import InputError
-
-GRAPH_FORMAT = (
-    "a perturbation graph .npz from `embedkit graph build` (a symmetric sparse adjacency "
-    "with weights in [0, 1] and the keys 'perturbations' and 'sources')"
-)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
+from embedkit.zoo import sha256_of
 
 # -- the gene graph ---------------------------------------------------------------------
 
 
 def read_graph_file(path: str | Path) -> tuple[tuple[str, ...], object, dict]:
-    """(node names, symmetric CSR adjacency, sources) of a perturbation graph file.
+    """(node names, symmetric CSR adjacency, sources) of a perturbation graph file, read by
+    `embedkit.graph.PerturbationGraph.load` (the one reader of the format)."""
+    from embedkit.graph import PerturbationGraph
 
-    TODO(lead): replace with `embedkit.graph.PerturbationGraph.load` once it exists; this is
-    the one place in the synthetic package that reads the graph format.
-    """
-    import scipy.sparse
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"graph file {path} does not exist; expected {GRAPH_FORMAT}")
-
-    def refuse(why: str) -> InputError:
-        return InputError(f"{path} is not {GRAPH_FORMAT}: {why}")
-
-    if not zipfile.is_zipfile(path):
-        raise refuse("it is not a .npz (zip) archive")
-    try:
-        matrix = scipy.sparse.load_npz(path).tocsr()
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("perturbations", "sources") if k not in npz.files]
-            if missing:
-                raise refuse(f"no {' or '.join(repr(k) for k in missing)} key")
-            names = npz["perturbations"]
-            sources_text = str(npz["sources"])
-    except InputError:
-        raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise refuse(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-    if names.ndim != 1 or names.dtype.kind != "U":
-        raise refuse("'perturbations' is not a 1-d text array")
-    names = tuple(str(n) for n in names)
-    if matrix.shape != (len(names), len(names)):
-        raise refuse(f"a {matrix.shape} matrix for {len(names)} perturbations")
-    if len(set(names)) != len(names) or not all(names):
-        raise refuse("perturbation names are empty or repeated")
-    matrix = matrix.astype(np.float64)
-    matrix.setdiag(0)
-    matrix.eliminate_zeros()
-    if matrix.nnz and not (np.isfinite(matrix.data).all() and (matrix.data >= 0).all()):
-        raise refuse("weights are negative or not finite")
-    if matrix.nnz and matrix.data.max() > 1.0 + 1e-9:
-        raise refuse("weights above 1")
-    if matrix.nnz and abs(matrix - matrix.T).max() > 1e-6:
-        raise refuse("the adjacency is not symmetric")
-    try:
-        sources = json.loads(sources_text)
-    except json.JSONDecodeError as exc:
-        raise refuse("'sources' is not JSON text") from exc
-    return names, matrix, sources if isinstance(sources, dict) else {"sources": sources}
+    graph = PerturbationGraph.load(path)
+    matrix = graph.adjacency.astype(np.float64).tocsr()
+    return tuple(graph.perturbations), matrix, dict(graph.sources)
 
 
 def select_genes(adjacency, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +126,7 @@ def load_gene_graph(path: str | Path, n_genes: int | None = None, seed: int = 0)
     inputs = sources.get("inputs") if isinstance(sources.get("inputs"), dict) else sources
     kinds = ", ".join(sorted(str(k) for k in inputs)) if inputs else "unknown"
     source = (
-        f"{path.name} sha256:{_sha256(path)[:16]} ({len(names)} of {total} nodes"
+        f"{path.name} sha256:{sha256_of(path)[:16]} ({len(names)} of {total} nodes"
         f"{picked}; sources: {kinds})"
     )
     return GeneGraph(names, edges, tuple(int(m) for m in modules), weights, source)
@@ -327,5 +269,5 @@ def load_cell_line_descriptors(
 
     path = Path(path)
     table = read_cell_line_table(path)
-    source = f"{path.name} sha256:{_sha256(path)[:16]}"
+    source = f"{path.name} sha256:{sha256_of(path)[:16]}"
     return descriptors_from_embeddings(table, cell_lines, source, table_name=str(path))

@@ -16,7 +16,8 @@ import pandas as pd
 from embedkit.datasets.synthetic.config import SynthConfig
 from embedkit.datasets.synthetic.rendering import CHANNELS
 from embedkit.datasets.synthetic.screen import SyntheticScreen
-from embedkit.errors import InputError
+from embedkit.io import atomic_dir
+from embedkit.outputs import check_output_dir
 
 
 def _wrap(text: str, indent: str = "") -> str:
@@ -155,18 +156,18 @@ def write_synthetic_dataset(
     gene_graph.csv, gene_phenotypes.csv, cell_lines.csv (descriptor provenance, morphology,
     response per line), perturbations.csv (perturbation,gene), config.json and a README.txt
     saying the data are SIMULATED (and which inputs, if any, were real). A non-empty
-    `out_dir` is refused unless `overwrite` (files are then replaced, stray files from
-    earlier runs are left alone).
+    `out_dir` is refused unless `overwrite`; the screen is written beside it and swapped
+    in, so a replaced screen leaves no stale plates and a failed run leaves the old one.
     """
+    config = config or SynthConfig()
+    check_output_dir(out_dir, overwrite)
+    with atomic_dir(Path(out_dir)) as out:  # a new screen replaces an old one as a whole
+        return _write_screen(out, config)
+
+
+def _write_screen(out: Path, config: SynthConfig) -> pd.DataFrame:
     from PIL import Image
 
-    config = config or SynthConfig()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} is not empty; choose a new folder or pass overwrite=True")
-    out.mkdir(parents=True, exist_ok=True)
     screen = SyntheticScreen(config)
     meta = screen.layout()
     for row in meta.to_dict("records"):
