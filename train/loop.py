@@ -9,6 +9,10 @@ the rest, the same way for every method:
   (seed, epoch, step in epoch, rank), so a resumed run retraces an uninterrupted one. The
   step runs under bf16 autocast when `config.bf16`, then backward, optional gradient
   clipping, the optimizer step at the learning rate `Method.lr_at` gives, `after_step`.
+  A batch that is a `MicroBatches` is one step of gradient accumulation: each part runs
+  forward and backward (its loss divided by the number of parts; under DDP gradients are
+  synchronised on the last part only), then one optimizer step; the step's metrics are
+  the parts' means.
 * **Checkpoints** (`checkpoint.pt`: model, optimizer, step, the metric sums since the last
   record, the settings): every `checkpoint_every` steps, at every epoch end and where the
   run stops; written by rank 0 through `embedkit.io.atomic_path`.
@@ -18,7 +22,8 @@ the rest, the same way for every method:
 * **`metrics.jsonl`**: a record every `Method.record_every` steps, at every epoch end and
   at the end of the run. A record is written before the checkpoint that covers it, and a
   resumed run first drops the records after its checkpoint's step, so the log never holds
-  a step twice and never loses one.
+  a step twice and never loses one. When TensorBoard is installed, rank 0 also writes each
+  record's numbers to `OUT/tensorboard/` (a resumed run purges the events after its step).
 * **Progress**: a tqdm bar on a terminal, else a line every `log_every` steps, with
   items/s. Only rank 0 writes files or prints.
 """
@@ -32,7 +37,8 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +52,7 @@ from train.distributed import Runtime, check_replicas
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
 FORMAT = "embedkit-train-checkpoint/1"
 
 
@@ -84,6 +91,14 @@ def autocast(rt: Runtime, enabled: bool):
     return torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+@dataclass
+class MicroBatches:
+    """One optimizer step's batch as micro-batches (gradient accumulation): `batches` may
+    yield one; the loop runs `train_step` on each part, then steps the optimizer once."""
+
+    parts: list = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Step:
     """Where a training step is; handed to `Method.train_step` and `Method.after_step`."""
@@ -118,6 +133,7 @@ class Method(ABC):
     unit: ClassVar[str] = "items"  # what a batch holds: "<unit>/s", "<unit>_per_second"
     metric_prefix: ClassVar[str] = ""  # record keys are prefix + metric name ("train_loss")
     record_every: ClassVar[int] = 0  # steps between metrics records (0: epoch ends, the end)
+    print_step_records: ClassVar[bool] = True  # echo every record (else epoch ends only)
     grad_clip: ClassVar[float | None] = None  # max gradient norm, None for no clipping
 
     def __init__(self, config: LoopConfig, rt: Runtime):
@@ -316,6 +332,7 @@ class _Loop:
         self.checkpoint, self.metrics_path = out / CHECKPOINT, out / METRICS
         self.window = _Window(tuple(method.metrics))
         self.step = 0
+        self.tensorboard = None
 
     # -- files (rank 0)
     def _settings(self) -> dict:
@@ -378,6 +395,20 @@ class _Loop:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())  # on disk before the checkpoint that covers it
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    def _open_tensorboard(self) -> None:
+        """A SummaryWriter in OUT/tensorboard when TensorBoard is installed (rank 0)."""
+        if not self.rt.main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional: metrics.jsonl is the record
+            return
+        self.tensorboard = SummaryWriter(str(self.out / TENSORBOARD), purge_step=self.step)
 
     def _record(self, module: nn.Module, lr: float, epoch: int | None) -> dict:
         means, items = self.window.totals(self.rt)
@@ -417,6 +448,7 @@ class _Loop:
             self.checkpoint.unlink(missing_ok=True)
             self.metrics_path.unlink(missing_ok=True)
         rt.barrier()
+        self._open_tensorboard()
         stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
         progress = _Progress(method, self.step, stop, self.log, self.log_every)
         tick, batches = time.perf_counter(), None
@@ -433,17 +465,25 @@ class _Loop:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             net.train()
-            with autocast(rt, cfg.bf16):
-                losses = method.train_step(net, batch, step)
+            parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
             optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            sums: dict[str, float] = {}
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                sync = net.no_sync() if rt.world > 1 and not last else nullcontext()
+                with sync:
+                    with autocast(rt, cfg.bf16):
+                        losses = method.train_step(net, part, step)
+                    (losses["loss"] / len(parts) if len(parts) > 1 else losses["loss"]).backward()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             if method.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), method.grad_clip)
             optimizer.step()
             method.after_step(module, step)
             self.step += 1
-            values = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
-            items = method.batch_items(batch)
+            values = {k: v / len(parts) for k, v in sums.items()}
+            items = sum(method.batch_items(part) for part in parts)
             self.window.add(values, items, time.perf_counter() - started)
             progress.update(self.step, values["loss"], items)
 
@@ -453,10 +493,14 @@ class _Loop:
             elif (method.record_every and self.step % method.record_every == 0) or (
                 self.step == total
             ):
-                progress.write(_format(self._record(module, lr, None), method))
+                record = self._record(module, lr, None)
+                if method.print_step_records or self.step == total:
+                    progress.write(_format(record, method))
             if self.step % cfg.checkpoint_every == 0 or epoch_end or self.step == stop:
                 self._save(module, optimizer)
         progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         check_replicas(module, rt)
         result = Run(self.out, self.step, total, resumed_from, time.perf_counter() - tick)
         if rt.main:
