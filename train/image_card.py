@@ -25,12 +25,15 @@ SKIP = {"step", "lr", "seconds", "epoch_seconds", "epoch"}
 SHOW_FILES = 5
 
 
-def _is_simulated(folder: Path) -> bool:
-    for candidate in [folder, *list(folder.resolve().parents)[:3]]:
+def simulated_root(folder: Path) -> Path | None:
+    """The folder (or a parent, 3 levels up) whose README.txt says SIMULATED, as
+    `embedkit datasets synth-plate` writes it; None for real data."""
+    folder = Path(folder).resolve()
+    for candidate in [folder, *list(folder.parents)[:3]]:
         readme = candidate / "README.txt"
         if readme.is_file() and "SIMULATED" in readme.read_text(errors="replace")[:200]:
-            return True
-    return False
+            return candidate
+    return None
 
 
 def _data_lines(data: list[str]) -> list[str]:
@@ -39,7 +42,7 @@ def _data_lines(data: list[str]) -> list[str]:
         folder, _, mapping = spec.partition(":")
         path = Path(folder)
         mapped = f", channels {mapping}" if mapping else ""
-        if _is_simulated(path):
+        if simulated_root(path) is not None:
             lines.append(
                 f"* `{path.name}`{mapped}: **SIMULATED** plates from `embedkit datasets "
                 "synth-plate` (its README.txt records the config and seed)"

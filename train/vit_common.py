@@ -268,7 +268,7 @@ def channel_names(spec: str) -> tuple[list[str], dict[str, list[str]]]:
         names, aliases = CHANNEL_SETS[spec]
         return list(names), {k: list(v) for k, v in aliases.items()}
     names = [c.strip() for c in spec.split(",") if c.strip()]
-    if len(names) < 2 and spec not in CHANNEL_SETS:
+    if not names:
         raise InputError(
             f"channels {spec!r}: use {' or '.join(CHANNEL_SETS)} or comma-separated names"
         )
@@ -1082,16 +1082,11 @@ class VitMethod(Method):
 
 
 def simulated_sources(spec: DataSpec) -> list[str]:
-    """The inputs written by `embedkit datasets synth-plate` (README.txt says SIMULATED in
-    the folder or a parent, or beside the metadata)."""
-    found = []
+    """The inputs written by `embedkit datasets synth-plate` (their SIMULATED README.txt)."""
+    from train.image_card import simulated_root
+
     candidates = [Path(s.partition(":")[0]) for s in spec.data]
     if spec.metadata:
         candidates.append(Path(spec.metadata).parent)
-    for path in candidates:
-        for folder in [path.resolve(), *list(path.resolve().parents)[:3]]:
-            readme = folder / "README.txt"
-            if readme.is_file() and "SIMULATED" in readme.read_text(errors="replace")[:200]:
-                found.append(str(folder))
-                break
-    return list(dict.fromkeys(found))
+    roots = [simulated_root(path) for path in candidates]
+    return list(dict.fromkeys(str(root) for root in roots if root is not None))
