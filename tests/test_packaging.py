@@ -14,9 +14,18 @@ import pytest
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11")
 REPO = Path(__file__).resolve().parents[1]
 # import name → distribution name, where they differ
-DISTRIBUTION = {"PIL": "pillow", "sklearn": "scikit-learn", "faiss": "faiss-cpu"}
+DISTRIBUTION = {
+    "PIL": "pillow",
+    "sklearn": "scikit-learn",
+    "faiss": "faiss-cpu",
+    "scvi": "scvi-tools",
+}
 # imported only where needed, with a message naming the extra that installs them
-OPTIONAL = {"anndata": "the anndata extra, for .h5ad output"}
+OPTIONAL = {
+    "anndata": "the anndata extra, for .h5ad output",
+    "scanpy": "the cell-lines extra, for cell-line embeddings from expression",
+    "scvi-tools": "the scvi extra, for scVI cell-line embeddings",
+}
 # declared although embedkit never imports them, each for a reason
 DECLARED_FOR_OTHERS = {
     "torchvision": "timm's image models need it",

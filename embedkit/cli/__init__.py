@@ -12,7 +12,9 @@ from __future__ import annotations
 import click
 
 from embedkit import __version__
+from embedkit.cli import datasets_registry  # noqa: F401  (adds datasets list|fetch)
 from embedkit.cli.aggregate import aggregate_cmd
+from embedkit.cli.cell_lines import cell_lines_group
 from embedkit.cli.datasets import datasets_group
 from embedkit.cli.embed_images import embed_images_cmd
 from embedkit.cli.embed_smiles import embed_smiles
@@ -37,6 +39,7 @@ COMMANDS = [
     zoo_group,
     datasets_group,
     graph_group,
+    cell_lines_group,
 ]
 
 

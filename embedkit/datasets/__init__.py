@@ -1,4 +1,6 @@
-"""Datasets for embedkit: generators of SIMULATED data (`synthetic`).
+"""Datasets for embedkit: public datasets through a registry (`registry`: URL pinned to an
+upstream commit, sha256, licence, a local cache; `embedkit datasets list|fetch`) and
+generators of SIMULATED data (`synthetic`).
 
 No real RxRx1 / RxRx19a images are reachable from this project, so the image pipeline
 learns and is benchmarked on plates drawn by `embedkit.datasets.synthetic`. Everything it

@@ -61,7 +61,10 @@ def dataset_path(name: str, data_dir: str | Path | None = None) -> Path:
     for candidate in (root / "benchmarks" / name, root / name):
         if (candidate / "assays.csv.gz").exists():
             return candidate / "assays.csv.gz"
-    raise InputError(f"{root}: no benchmarks/{name}/assays.csv.gz below this data directory")
+    raise InputError(
+        f"{root}: no benchmarks/{name}/assays.csv.gz below this data directory; "
+        f"`embedkit datasets fetch infoalign-benchmarks --data-dir {root}` puts it there"
+    )
 
 
 def infer_task_type(labels: np.ndarray) -> str:

@@ -544,8 +544,8 @@ def embed_image_folders(
 ) -> EmbedImagesSummary:
     """`embedkit embed-images`: discover the plates under `plate_dirs` (and read the
     cell-line table, if any), then embed them into `out_dir`."""
+    from embedkit.cell_lines import read_cell_line_table
     from embedkit.images.discovery import discover
-    from embedkit.images.model import read_cell_line_table
 
     options = options or EmbedImagesOptions()
     if cell_line_embeddings is not None:

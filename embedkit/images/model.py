@@ -4,12 +4,12 @@ normalization, cell-line embeddings) + model.safetensors (see `embedkit.pretrain
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from embedkit.cell_lines import cell_line_vector
+from embedkit.cell_lines import read_cell_line_table as read_cell_line_table  # moved there
 from embedkit.errors import InputError
 from embedkit.images.vit import ImageEncoder, ViTConfig
 from embedkit.pretrained import PretrainedMixin, limits
@@ -144,14 +144,13 @@ class ImageModel(PretrainedMixin, nn.Module):
                 "this model conditions on the cell line: pass --cell-line NAME (known: "
                 f"{', '.join(sorted(self.cell_lines)) or 'none'}) or --cell-line-embeddings FILE"
             )
-        match = {k.lower(): k for k in lines}.get(name.lower())
-        if match is None:
-            raise InputError(
-                f"no embedding for cell line {name!r}; known: {', '.join(sorted(lines))}. "
-                "Give one with --cell-line-embeddings FILE (a de novo line needs only its "
-                "expression embedding)"
-            )
-        vector = np.asarray(lines[match], dtype=np.float32)
+        vector = cell_line_vector(
+            lines,
+            name,
+            source="the model's cell lines" + (" and --cell-line-embeddings" if table else ""),
+            hint="give its embedding with --cell-line-embeddings FILE (a de novo line needs "
+            "only its expression: `embedkit cell-lines embed`)",
+        )
         if vector.shape != (self.encoder.config.cell_line_dim,):
             raise InputError(
                 f"cell line {name!r}: embedding has {vector.size} values, the model expects "
@@ -173,18 +172,3 @@ def check_normalization(spec: dict, channels: int) -> None:
             raise ValueError(f"fixed normalization needs {channels} '{key}' values")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise ValueError(f"fixed normalization '{key}' must hold numbers")
-
-
-def read_cell_line_table(path: str | Path) -> dict[str, list[float]]:
-    """A table of cell-line embeddings: one row per line, a name column, numeric columns.
-
-    Accepts the layout of the seed paper's scVI cell-line embeddings (a `cell_line` text
-    column, then one column per dimension; or the names as the index), as Parquet or CSV.
-    """
-    from embedkit.io import coerce_numeric_text, read_table
-
-    table = coerce_numeric_text(read_table(Path(path)))
-    text = [c for c in table.columns if not np.issubdtype(table[c].dtype, np.number)]
-    names = table[text[0]].astype(str) if text else table.index.astype(str)
-    values = table.drop(columns=text[:1]).to_numpy(dtype=np.float32)
-    return {n: v.tolist() for n, v in zip(names, values, strict=True)}
