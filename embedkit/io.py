@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,19 +115,127 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+# How long a writer waits for another writer of the same folder before giving up.
+LOCK_TIMEOUT_S = 600.0
+_LOCKS: dict[tuple[int, str], object] = {}  # (pid, lock file): a forked child makes its own
+
+
+def lock_path(folder: str | Path) -> Path:
+    """The lock file beside `folder` (it outlives the folder's swaps, so it is not inside)."""
+    folder = Path(folder).resolve()
+    return folder.with_name(f".{folder.name}.lock")
+
+
+@contextmanager
+def folder_lock(folder: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the inter-process lock of `folder` (a `filelock` beside it; reentrant within a
+    process) for a read-modify-write such as `index add`: concurrent writers wait for each
+    other, so none swaps its folder in over rows another one added."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder).resolve()
+    key = str(lock_path(folder))
+    lock = _LOCKS.get((os.getpid(), key))
+    if lock is None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = _LOCKS[os.getpid(), key] = FileLock(key)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as err:
+        raise InputError(
+            f"{folder} is being written by another process (lock {key} held for more than "
+            f"{timeout:.0f} s); wait for it to finish and try again"
+        ) from err
+    try:
+        recover_dir(folder)
+        yield
+    finally:
+        lock.release()
+
+
+def _staging_prefix(folder: Path) -> str:
+    return f".{folder.name}.tmp-"
+
+
+def _old_prefix(folder: Path) -> str:
+    return f".{folder.name}.old-"
+
+
+def leftovers(folder: str | Path) -> list[Path]:
+    """Staging folders and swapped-out copies of `folder` beside it: `.NAME.tmp-PID-…` and
+    `.NAME.old-PID`, each named by the process that wrote it."""
+    folder = Path(folder).resolve()
+    if not folder.parent.is_dir():
+        return []
+    prefixes = (_staging_prefix(folder), _old_prefix(folder))
+    return sorted(p for p in folder.parent.iterdir() if p.name.startswith(prefixes))
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process named in a leftover's name still runs (then it is not stale)."""
+    digits = path.name.rsplit(".", 1)[-1].split("-")[1:2]
+    if not digits or not digits[0].isdigit():
+        return False  # not written by this scheme: stale
+    try:
+        os.kill(int(digits[0]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def recover_dir(folder: str | Path, wait_s: float = 10.0) -> None:
+    """Finish or undo what a killed writer left beside `folder`.
+
+    A copy swapped out by a writer killed before its new folder landed is put back (the
+    killed run reported nothing, so the last good copy is the truth); then the staging
+    folders and swapped-out copies of dead writers are removed. Cheap when nothing is
+    left over, so readers call it on every open. A live writer's mid-swap is waited for.
+    """
+    folder = Path(folder).resolve()
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = leftovers(folder)
+        live = [p for p in found if _writer_alive(p)]
+        if not folder.exists() and any(p.name.startswith(_old_prefix(folder)) for p in live):
+            if time.monotonic() < deadline:  # a writer between its two renames
+                time.sleep(0.05)
+                continue
+        break
+    stale = [p for p in found if p not in live]
+    olds = sorted(
+        (p for p in stale if p.name.startswith(_old_prefix(folder))),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if olds and not folder.exists():
+        try:
+            os.replace(olds.pop(), folder)
+        except OSError:  # another reader put it back first
+            pass
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def atomic_dir(folder: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `folder`; swap it in only if the block succeeds.
 
     An existing `folder` is renamed away, the staging folder renamed in, then the old one
-    removed: readers see the old folder or the new one (for the instant between the two
-    renames, neither), never a half-written one. A failed block leaves `folder` untouched.
+    removed: readers see the old folder or the new one, never a half-written one. What a
+    writer killed on the way leaves (its staging folder; between the two renames, the old
+    copy beside an empty path) is recovered by the next write or `recover_dir`, which puts
+    the old copy back. A failed block leaves `folder` untouched. Concurrent writers of one
+    folder take `folder_lock` around their read-modify-write.
     """
     folder = Path(folder).resolve()
     if folder == Path.cwd() or folder in Path.cwd().parents:
         raise InputError(f"{folder} is the working folder or holds it; give a new folder name")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    recover_dir(folder)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f"{_staging_prefix(folder)}{os.getpid()}-", dir=folder.parent)
+    )
     try:
         yield staging
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes folders owner-only
@@ -135,9 +244,16 @@ def atomic_dir(folder: Path) -> Iterator[Path]:
                 os.chmod(path, 0o666 & ~current_umask())
         old = None
         if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            old = folder.with_name(f"{_old_prefix(folder)}{os.getpid()}")
+            if old.exists():  # a failed earlier swap of this process
+                shutil.rmtree(old)
             os.replace(folder, old)
-        os.replace(staging, folder)
+        try:
+            os.replace(staging, folder)
+        except BaseException:
+            if old is not None:  # put the old copy back (a kill here is left to recover_dir)
+                os.replace(old, folder)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

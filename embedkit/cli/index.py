@@ -88,14 +88,18 @@ def index_build(
 @on_nan_option
 @friendly_errors
 def index_add(profiles, index_dir, on_nan) -> None:
-    """Append PROFILES to an index without rebuilding it (same feature columns)."""
+    """Append PROFILES to an index without rebuilding it (same feature columns).
+
+    Concurrent adds to one index wait for each other (a lock beside the folder); none
+    loses the other's rows.
+    """
     from embedkit.retrieval.jobs import add_to_index_file
 
     click.echo(add_to_index_file(profiles, index_dir, on_nan))
 
 
 @index_group.command("info")
-@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
 @friendly_errors
 def index_info(index_dir) -> None:
     """What an index holds, which model built it, and from which files (checksums verified)."""

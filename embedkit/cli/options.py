@@ -185,7 +185,9 @@ def index_dir_option(help_text: str):
         "--index",
         "index_dir",
         required=True,
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        # not exists=True: a writer killed mid-swap leaves the index beside its path, and
+        # opening it puts it back (embedkit.io.recover_dir)
+        type=click.Path(file_okay=False, path_type=Path),
         help=help_text,
     )
 

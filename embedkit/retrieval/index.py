@@ -26,7 +26,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import ChecksumError, IndexMismatchError, InputError
-from embedkit.io import atomic_dir
+from embedkit.io import atomic_dir, recover_dir
 from embedkit.retrieval.scoring import candidate_vectors, check_metric
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
@@ -224,7 +224,10 @@ class ProfileIndex:
 
 def read_manifest(folder: Path) -> dict:
     """The manifest alone (cheap: no checksums), after checking the index format."""
+    recover_dir(folder)  # a writer killed mid-swap left the last good copy beside it
     path = Path(folder) / MANIFEST_FILE
+    if not Path(folder).exists():
+        raise InputError(f"{folder}: no such index folder")
     if not path.is_file():
         raise InputError(f"{folder} is not an embedkit index (no {MANIFEST_FILE})")
     manifest = json.loads(path.read_text())

@@ -16,7 +16,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import InputError
-from embedkit.io import atomic_path, coerce_numeric_text, read_table, write_table
+from embedkit.io import atomic_path, coerce_numeric_text, folder_lock, read_table, write_table
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.outputs import check_output_dir, check_output_file, summary_line
@@ -70,7 +70,9 @@ def build_index_file(
         index_type,
         on_nan,
     )
-    index.save(out_dir)
+    with folder_lock(out_dir):  # another build into the same folder waits, then is refused
+        check_output_dir(out_dir, overwrite)
+        index.save(out_dir)
     space = index.space
     ignored = f"; {len(space.ignored)} table columns not in the space ignored" * bool(space.ignored)
     return summary_line(
@@ -85,13 +87,18 @@ def build_index_file(
 
 def add_to_index_file(profiles_path: str | Path, index_dir: str | Path, on_nan: str) -> str:
     """`embedkit index add`: append rows, rewrite the folder atomically (the index is
-    extended in place, not replaced: no --overwrite needed)."""
+    extended in place, not replaced: no --overwrite needed).
+
+    The index folder's lock is held from reading the index to swapping the new one in, so
+    concurrent adds wait for each other and none loses the other's rows.
+    """
     start = time.perf_counter()
-    index = ProfileIndex.load(index_dir)
     table = read_profiles(profiles_path)
-    before = index.count
-    prepared = index.add(table, str(profiles_path), on_nan)
-    index.save(index_dir)
+    with folder_lock(index_dir):
+        index = ProfileIndex.load(index_dir)
+        before = index.count
+        prepared = index.add(table, str(profiles_path), on_nan)
+        index.save(index_dir)
     return summary_line(
         f"added {index.count - before} of {len(table)} profiles{dropped_note(prepared.dropped)}",
         time.perf_counter() - start,
