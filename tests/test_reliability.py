@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from test_retrieval import make_model, profiles
@@ -156,3 +157,18 @@ def test_index_build_over_an_existing_index_or_file_is_refused(tmp_path, embedde
         assert result.exit_code == 2, result.output
         assert result.output.count("\n") == 1
     assert (folder / "manifest.json").read_bytes() == before
+
+
+def test_index_add_of_the_same_file_twice_skips_the_duplicates(tmp_path, embedder):
+    folder = _index(tmp_path / "idx", embedder)
+    table = profiles(5, 4, keys=[f"d{i}" for i in range(5)])
+    table = pd.concat([table, table.iloc[[1]]], ignore_index=True)  # one repeat inside
+    table.to_csv(tmp_path / "more.csv", index=False)
+    first = run_cli("index", "add", tmp_path / "more.csv", "-i", folder)
+    assert first.exit_code == 0, first.output
+    assert "added 5 of 6" in first.output and "1 already in the index skipped" in first.output
+    again = run_cli("index", "add", tmp_path / "more.csv", "-i", folder)
+    assert again.exit_code == 0, again.output
+    assert "added 0 of 6" in again.output and "the index now holds 15" in again.output
+    forced = run_cli("index", "add", tmp_path / "more.csv", "-i", folder, "--allow-duplicates")
+    assert forced.exit_code == 0 and "the index now holds 21" in forced.output

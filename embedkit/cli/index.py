@@ -86,8 +86,14 @@ def index_build(
 @click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @index_dir_option("Index folder to append to.")
 @on_nan_option
+@click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Add profiles the index already holds (same metadata and features).  [default: "
+    "skip them and count them in the summary]",
+)
 @friendly_errors
-def index_add(profiles, index_dir, on_nan) -> None:
+def index_add(profiles, index_dir, on_nan, allow_duplicates) -> None:
     """Append PROFILES to an index without rebuilding it (same feature columns).
 
     Concurrent adds to one index wait for each other (a lock beside the folder); none
@@ -95,7 +101,7 @@ def index_add(profiles, index_dir, on_nan) -> None:
     """
     from embedkit.retrieval.jobs import add_to_index_file
 
-    click.echo(add_to_index_file(profiles, index_dir, on_nan))
+    click.echo(add_to_index_file(profiles, index_dir, on_nan, allow_duplicates))
 
 
 @index_group.command("info")

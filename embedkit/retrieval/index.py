@@ -15,6 +15,8 @@ half-written index; loading re-checks both files' sha256.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ class PreparedProfiles:
     metadata: pd.DataFrame
     vectors: np.ndarray
     dropped: list[int]
+    duplicates: list[int] = dataclasses.field(default_factory=list)  # skipped by `add`
 
 
 def prepare_profiles(
@@ -154,18 +157,55 @@ class ProfileIndex:
             self.index.make_direct_map()
         return self.index.reconstruct_n(0, self.count)
 
-    def add(self, table: pd.DataFrame, source: str, on_nan: str = "error") -> PreparedProfiles:
-        """Append profiles (same feature columns) without rebuilding; ids continue."""
+    def add(
+        self,
+        table: pd.DataFrame,
+        source: str,
+        on_nan: str = "error",
+        allow_duplicates: bool = False,
+    ) -> PreparedProfiles:
+        """Append profiles (same feature columns) without rebuilding; ids continue.
+
+        A profile whose content (metadata and stored vector) is already in the index, or
+        earlier in `table`, is skipped and counted in `prepared.duplicates` unless
+        `allow_duplicates`: adding the same file twice does not double the rows.
+        """
         prepared = prepare_profiles(table, self.space, self.metric, on_nan, source)
+        if not allow_duplicates:
+            prepared = self._skip_duplicates(prepared)
         start = self.count
         self.index.add(prepared.vectors)
         new = prepared.metadata.assign(**{ROW_COLUMN: np.arange(start, self.count)})
         self.metadata = pd.concat([self.metadata, new], ignore_index=True)
         self.manifest["count"] = self.count
         self.manifest.setdefault("sources", []).append(
-            {"source": source, "rows": len(table), "indexed": len(new), "dropped": prepared.dropped}
+            {
+                "source": source,
+                "rows": len(table),
+                "indexed": len(new),
+                "dropped": prepared.dropped,
+                "duplicates": len(prepared.duplicates),
+            }
         )
         return prepared
+
+    def _skip_duplicates(self, prepared: PreparedProfiles) -> PreparedProfiles:
+        stored = self.metadata.drop(columns=[ROW_COLUMN], errors="ignore")
+        seen = set(profile_hashes(stored, self.stored_vectors()))
+        keep = np.zeros(len(prepared.vectors), dtype=bool)
+        for i, digest in enumerate(profile_hashes(prepared.metadata, prepared.vectors)):
+            keep[i] = digest not in seen
+            seen.add(digest)
+        if keep.all():
+            return prepared
+        table_rows = np.arange(len(keep) + len(prepared.dropped))
+        rows = table_rows[~np.isin(table_rows, prepared.dropped)]  # table row of each
+        return PreparedProfiles(
+            prepared.metadata[keep].reset_index(drop=True),
+            prepared.vectors[keep],
+            prepared.dropped,
+            [int(r) for r in rows[~keep]],
+        )
 
     def check_model(self, run_info: dict) -> None:
         """Refuse a model other than the one that built the index, naming both."""
@@ -230,7 +270,12 @@ def read_manifest(folder: Path) -> dict:
         raise InputError(f"{folder}: no such index folder")
     if not path.is_file():
         raise InputError(f"{folder} is not an embedkit index (no {MANIFEST_FILE})")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ChecksumError(f"{path}: not valid JSON ({err}); rebuild the index") from err
+    if not isinstance(manifest, dict):
+        raise ChecksumError(f"{path}: not a JSON object; rebuild the index")
     if manifest.get("format") != FORMAT:
         raise IndexMismatchError(
             f"{folder}: index format {manifest.get('format')!r} (written by embedkit "
@@ -238,6 +283,20 @@ def read_manifest(folder: Path) -> dict:
             f"{__version__} reads; rebuild it with `embedkit index build`"
         )
     return manifest
+
+
+def profile_hashes(metadata: pd.DataFrame, vectors: np.ndarray) -> list[str]:
+    """One content hash per profile: its metadata values (not its row id) and stored vector."""
+    columns = sorted(str(c) for c in metadata.columns if c != ROW_COLUMN)
+    values = metadata[columns].astype(str).to_numpy() if columns else None
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    out = []
+    for i in range(len(vectors)):
+        digest = hashlib.sha256(vectors[i].tobytes())
+        if values is not None:
+            digest.update(json.dumps([columns, values[i].tolist()]).encode())
+        out.append(digest.hexdigest())
+    return out
 
 
 def model_spec(model: dict) -> str:

@@ -85,25 +85,43 @@ def build_index_file(
     )
 
 
-def add_to_index_file(profiles_path: str | Path, index_dir: str | Path, on_nan: str) -> str:
+def add_to_index_file(
+    profiles_path: str | Path,
+    index_dir: str | Path,
+    on_nan: str,
+    allow_duplicates: bool = False,
+) -> str:
     """`embedkit index add`: append rows, rewrite the folder atomically (the index is
     extended in place, not replaced: no --overwrite needed).
 
     The index folder's lock is held from reading the index to swapping the new one in, so
-    concurrent adds wait for each other and none loses the other's rows.
+    concurrent adds wait for each other and none loses the other's rows. Profiles already
+    in the index (same metadata and vector) are skipped unless `allow_duplicates`.
     """
     start = time.perf_counter()
     table = read_profiles(profiles_path)
     with folder_lock(index_dir):
         index = ProfileIndex.load(index_dir)
         before = index.count
-        prepared = index.add(table, str(profiles_path), on_nan)
-        index.save(index_dir)
+        prepared = index.add(table, str(profiles_path), on_nan, allow_duplicates)
+        if index.count > before:
+            index.save(index_dir)
     return summary_line(
-        f"added {index.count - before} of {len(table)} profiles{dropped_note(prepared.dropped)}",
+        f"added {index.count - before} of {len(table)} profiles{dropped_note(prepared.dropped)}"
+        f"{duplicates_note(prepared.duplicates)}",
         time.perf_counter() - start,
         index_dir,
         [f"the index now holds {index.count}"],
+    )
+
+
+def duplicates_note(duplicates: list[int]) -> str:
+    if not duplicates:
+        return ""
+    rows = ", ".join(str(r + 1) for r in duplicates[:5]) + (" …" if len(duplicates) > 5 else "")
+    return (
+        f", {len(duplicates)} already in the index skipped (data rows {rows}; "
+        "--allow-duplicates adds them)"
     )
 
 
