@@ -7,11 +7,13 @@ and checks what embedkit does with it now. docs/reliability.md lists them.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -19,6 +21,7 @@ from test_retrieval import make_model, profiles
 
 from embedkit.api import load
 from embedkit.cli import main
+from embedkit.errors import ChecksumError
 from embedkit.io import atomic_dir
 from embedkit.retrieval import ProfileIndex, build_index
 from embedkit.retrieval.jobs import add_to_index_file
@@ -172,3 +175,44 @@ def test_index_add_of_the_same_file_twice_skips_the_duplicates(tmp_path, embedde
     assert "added 0 of 6" in again.output and "the index now holds 15" in again.output
     forced = run_cli("index", "add", tmp_path / "more.csv", "-i", folder, "--allow-duplicates")
     assert forced.exit_code == 0 and "the index now holds 21" in forced.output
+
+
+# §2 silent wrong results -----------------------------------------------------------------
+
+
+def _tamper(folder: Path, edit) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda m: m.__setitem__("files", {}), "lists nothing"),
+        (lambda m: m["files"].__setitem__("../x", "0" * 64), "'../x'"),
+        (lambda m: m["files"].pop("index.faiss"), "not exactly"),
+        (lambda m: m.pop("files"), 'no "files" checksums'),
+        (lambda m: m["files"].__setitem__("index.faiss", None), "not a sha256"),
+    ],
+)
+def test_an_index_manifest_must_pin_exactly_its_own_files(tmp_path, embedder, edit, words):
+    """`"files": {}` turned verification off (a tampered vector then won every query),
+    entries could point outside the folder, and a missing key was a KeyError traceback."""
+    folder = _index(tmp_path / "idx", embedder)
+    _tamper(folder, edit)
+    with pytest.raises(ChecksumError, match="tampered"):
+        ProfileIndex.load(folder)
+    result = run_cli("index", "info", folder)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert result.output.count("\n") == 1
+
+
+def test_a_tampered_vector_is_caught_even_with_a_rewritten_manifest(tmp_path, embedder):
+    folder = _index(tmp_path / "idx", embedder)
+    data = bytearray((folder / "index.faiss").read_bytes())
+    data[-8:-4] = np.float32(1e6).tobytes()
+    (folder / "index.faiss").write_bytes(bytes(data))
+    _tamper(folder, lambda m: m["files"].pop("index.faiss"))
+    with pytest.raises(ChecksumError):
+        ProfileIndex.load(folder)

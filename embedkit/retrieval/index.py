@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 EXACT_LIMIT = 1_000_000
 ON_NAN_CHOICES = ("error", "drop")
 MODEL_KEYS = ("model_id", "revision", "weights_sha256")
+DATA_FILES = (INDEX_FILE, METADATA_FILE)  # what the manifest's "files" must list, exactly
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -242,7 +245,7 @@ class ProfileIndex:
         folder = Path(folder)
         manifest = read_manifest(folder)
         for name, expected in manifest["files"].items():
-            file = folder / name
+            file = folder / name  # a name of DATA_FILES (read_manifest checked)
             if not file.is_file():
                 raise InputError(f"{file} is missing; rebuild the index")
             actual = sha256_of(file)
@@ -282,7 +285,31 @@ def read_manifest(folder: Path) -> dict:
             f"{manifest.get('embedkit_version', '?')}) is not {FORMAT!r} that embedkit "
             f"{__version__} reads; rebuild it with `embedkit index build`"
         )
+    check_manifest_files(manifest.get("files"), path)
     return manifest
+
+
+def check_manifest_files(files: object, path: Path) -> None:
+    """The manifest must pin exactly the index's own files, each by a sha256: an empty or
+    partial list would turn verification off, and other names could point anywhere."""
+    expected = ", ".join(DATA_FILES)
+    if not isinstance(files, dict):
+        raise ChecksumError(
+            f'{path}: no "files" checksums (it must list {expected}); the manifest is '
+            "damaged or tampered with, rebuild the index"
+        )
+    if set(files) != set(DATA_FILES):
+        names = ", ".join(map(repr, sorted(files))) or "nothing"
+        raise ChecksumError(
+            f'{path}: "files" lists {names}, not exactly {expected}; the manifest is '
+            "damaged or tampered with, rebuild the index"
+        )
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise ChecksumError(
+                f"{path}: the checksum of {name} is not a sha256 ({str(digest)[:20]!r}); the "
+                "manifest is damaged or tampered with, rebuild the index"
+            )
 
 
 def profile_hashes(metadata: pd.DataFrame, vectors: np.ndarray) -> list[str]:
