@@ -7,8 +7,10 @@ so a crash never leaves a half-written output and never clobbers a good one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,8 +35,20 @@ def _suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a table by suffix; every failure names the file and what was expected."""
+# NUL bytes stand in as this (a Unicode noncharacter) while pandas parses, then come back:
+# pandas' C parser ends a field at a NUL, silently cutting `CC\0O` to `CC`.
+_NUL_STANDIN = "\uffff"
+_TRAILING_BLANK_LINES = re.compile(r"(?:\r?\n[ \t]*)+\Z")
+
+
+def read_table(path: str | Path, keep_blank_rows: bool = False) -> pd.DataFrame:
+    """Read a table by suffix; every failure names the file and what was expected.
+
+    Every value is read whole: a NUL byte stays in its field (never cuts it). With
+    `keep_blank_rows`, a blank line of a text table is a row of empty values, keeping every
+    later row in its place (row-aligned jobs such as embed-smiles); blank lines at the end
+    of the file are not rows.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -49,12 +63,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if suffix == ".parquet":
             table = pd.read_parquet(path)
-        elif suffix in (".tsv", ".txt"):
-            table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-        elif suffix == ".smi":
-            table = _read_smi(path)
         else:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            table = _read_text_table(path, suffix, keep_blank_rows)
     except pd.errors.EmptyDataError as err:
         raise InputError(f"{path}: the file is empty") from err
     except (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as err:
@@ -64,19 +74,53 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def _read_smi(path: Path) -> pd.DataFrame:
-    """A .smi file: SMILES then an optional name, whitespace separated, no header."""
-    table = pd.read_csv(
-        path,
-        sep=r"\s+",
-        header=None,
-        dtype=str,
-        keep_default_na=False,
-        usecols=[0, 1],
-        names=["smiles", "name"],
-        engine="python",
-    )
+def _read_text(path: Path) -> str:
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        with gzip.open(path, "rb") as handle:
+            data = handle.read()
+    else:
+        data = path.read_bytes()
+    return data.decode("utf-8-sig")
+
+
+def _read_text_table(path: Path, suffix: str, keep_blank_rows: bool) -> pd.DataFrame:
+    text = _read_text(path)
+    if not text.strip():
+        raise pd.errors.EmptyDataError("no data")
+    has_nul = "\0" in text
+    if has_nul:
+        text = text.replace("\0", _NUL_STANDIN)
+    if keep_blank_rows:
+        text = _TRAILING_BLANK_LINES.sub("\n", text)
+    if suffix == ".smi":
+        table = _read_smi(text, keep_blank_rows)
+    else:
+        table = pd.read_csv(
+            io.StringIO(text),
+            sep="\t" if suffix in (".tsv", ".txt") else ",",
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=not keep_blank_rows,
+        )
+    if has_nul:
+        table.columns = [str(c).replace(_NUL_STANDIN, "\0") for c in table.columns]
+        for column in table.columns:
+            if table[column].dtype == object:
+                table[column] = table[column].str.replace(_NUL_STANDIN, "\0", regex=False)
     return table
+
+
+def _read_smi(text: str, keep_blank_rows: bool) -> pd.DataFrame:
+    """A .smi file: SMILES then an optional name, whitespace separated, no header."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if not parts and not keep_blank_rows:
+            continue
+        rows.append((parts[0] if parts else "", parts[1].strip() if len(parts) > 1 else ""))
+    return pd.DataFrame(rows, columns=["smiles", "name"], dtype=object)
 
 
 def feature_columns(dim: int, prefix: str = FEATURE_PREFIX) -> list[str]:

@@ -216,3 +216,60 @@ def test_a_tampered_vector_is_caught_even_with_a_rewritten_manifest(tmp_path, em
     _tamper(folder, lambda m: m["files"].pop("index.faiss"))
     with pytest.raises(ChecksumError):
         ProfileIndex.load(folder)
+
+
+# §1 rows kept in place, §2 NUL bytes, §3 .smi without names -------------------------------
+
+
+@pytest.fixture(scope="module")
+def gin(tiny_model_dir):
+    return load(f"local-dir:{tiny_model_dir}")
+
+
+def _embed(tmp_path, gin, name: str, data: bytes, **kwargs) -> tuple[pd.DataFrame, str]:
+    from embedkit.molecules.jobs import embed_smiles_file
+
+    (tmp_path / name).write_bytes(data)
+    out = tmp_path / f"{name}.parquet"
+    summary = embed_smiles_file(tmp_path / name, out, gin, overwrite=True, **kwargs)
+    return pd.read_parquet(out), summary.line()
+
+
+def test_a_blank_line_in_a_one_column_csv_is_an_invalid_row_in_its_place(tmp_path, gin):
+    """`printf 'smiles\\nCCO\\n\\nc1ccccc1\\n'` gave "2 rows in": the blank row vanished and
+    every later row moved up one."""
+    for name, data in [
+        ("one.csv", b"smiles\nCCO\n\nc1ccccc1\n\n"),
+        ("two.csv", b"smiles,name\nCCO,a\n\nc1ccccc1,c\n"),
+        ("one.smi", b"CCO a\n\nc1ccccc1 c\n"),
+    ]:
+        table, line = _embed(tmp_path, gin, name, data)
+        assert line.startswith("3 rows in, 2 embedded, 1 invalid"), (name, line)
+        assert table.Metadata_SMILES.tolist() == ["CCO", "", "c1ccccc1"]
+        assert table.Metadata_Valid.tolist() == [True, False, True]
+        assert table.Metadata_Error[1] == "empty SMILES"
+
+
+def test_a_nul_byte_makes_its_smiles_invalid_in_every_reader(tmp_path, gin):
+    """pandas' C parser ended the field at the NUL: `CC\\0O` was embedded as `CC`, valid."""
+    frame = pd.DataFrame({"smiles": ["CC\0O", "CCO"], "id": ["a\0b", "c"]})
+    frame.to_parquet(tmp_path / "in.parquet")
+    files = {
+        "in.csv": b"smiles,id\nCC\0O,a\0b\nCCO,c\n",
+        "in.tsv": b"smiles\tid\nCC\0O\ta\0b\nCCO\tc\n",
+        "in.smi": b"CC\0O a\0b\nCCO c\n",
+        "in.parquet": (tmp_path / "in.parquet").read_bytes(),
+    }
+    for name, data in files.items():
+        table, line = _embed(tmp_path, gin, name, data)
+        assert line.startswith("2 rows in, 1 embedded, 1 invalid"), (name, line)
+        assert table.Metadata_SMILES[0] == "CC\0O", name  # read whole, not cut at the NUL
+        assert "NUL byte at position 3" in table.Metadata_Error[0], name
+        assert table.Metadata_Valid.tolist() == [False, True]
+
+
+def test_a_smi_file_with_smiles_only_is_read(tmp_path, gin):
+    """The README says a .smi name is optional; a file of SMILES alone was a traceback."""
+    table, line = _embed(tmp_path, gin, "only.smi", b"CCO\nc1ccccc1\n")
+    assert line.startswith("2 rows in, 2 embedded"), line
+    assert table.Metadata_SMILES.tolist() == ["CCO", "c1ccccc1"]

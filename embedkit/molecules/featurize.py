@@ -204,6 +204,8 @@ def parse_smiles(smiles: object) -> tuple[Chem.Mol | None, str]:
     text = smiles.strip()
     if not text:
         return None, "empty SMILES"
+    if "\0" in text:
+        return None, f"SMILES contains a NUL byte at position {text.index(chr(0)) + 1}"
     mol = Chem.MolFromSmiles(text)
     if mol is None:
         return None, f"RDKit could not parse SMILES {text[:80]!r}"

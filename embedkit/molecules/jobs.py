@@ -65,7 +65,7 @@ def read_smiles_table(
     path: str | Path, smiles_column: str | None, id_column: str | None
 ) -> tuple[pd.DataFrame, str]:
     """A non-empty table, its SMILES column, and a checked id column (embed, retrieve)."""
-    table = read_table(Path(path))
+    table = read_table(Path(path), keep_blank_rows=True)  # a blank line is an invalid row
     if len(table) == 0:
         raise InputError(f"{path}: the table has a header but no rows")
     column = pick_smiles_column(table, smiles_column, str(path))
