@@ -172,6 +172,10 @@ def test_index_add_and_every_summary_line_end_with_seconds_and_the_output(inputs
     assert run(*command("index build", inputs, index)).exit_code == 0
     added = run("index", "add", inputs["root"] / "profiles.parquet", "-i", index)
     assert added.exit_code == 0, added.output
+    assert "added 0 of 6 profiles, 6 already in the index skipped" in added.output
+    added = run(
+        "index", "add", inputs["root"] / "profiles.parquet", "-i", index, "--allow-duplicates"
+    )
     assert summary_output(added) == str(index)
     assert "added 6 of 6 profiles; the index now holds 12" in added.output
     wells = run("aggregate", inputs["root"] / "wells.csv", "-o", tmp_path / "w.parquet")

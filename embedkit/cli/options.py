@@ -186,7 +186,7 @@ def index_dir_option(help_text: str):
         "index_dir",
         required=True,
         # not exists=True: a writer killed mid-swap leaves the index beside its path, and
-        # opening it puts it back (embedkit.io.recover_dir)
+        # opening it puts it back (recover_dir, in the job)
         type=click.Path(file_okay=False, path_type=Path),
         help=help_text,
     )
