@@ -273,3 +273,18 @@ def test_a_smi_file_with_smiles_only_is_read(tmp_path, gin):
     table, line = _embed(tmp_path, gin, "only.smi", b"CCO\nc1ccccc1\n")
     assert line.startswith("2 rows in, 2 embedded"), line
     assert table.Metadata_SMILES.tolist() == ["CCO", "c1ccccc1"]
+
+
+def test_input_columns_are_never_overwritten_by_embedkits_own(tmp_path, gin):
+    """`Valid`, `Metadata_Model`, or `ID` beside `--id-column name` were replaced (or
+    dropped) by embedkit's own Metadata_ columns."""
+    data = b"smiles,name,ID,Valid,Metadata_Model,Error\nCCO,a,id1,yes,mine,none\nxx,b,id2,no,m2,e\n"
+    table, line = _embed(tmp_path, gin, "cols.csv", data, id_column="name")
+    assert table.Metadata_ID.tolist() == ["a", "b"]
+    assert table.Metadata_ID_input.tolist() == ["id1", "id2"]
+    assert table.Metadata_Valid.tolist() == [True, False]
+    assert table.Metadata_Valid_input.tolist() == ["yes", "no"]
+    assert table.Metadata_Model_input.tolist() == ["mine", "m2"]
+    assert table.Metadata_Error_input.tolist() == ["none", "e"]
+    assert (table.Metadata_Model != "mine").all()
+    assert "ID as Metadata_ID_input" in line and "Valid as Metadata_Valid_input" in line

@@ -4,7 +4,7 @@ it, write one row per input row (atomically) and return a summary."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ class EmbedSummary:
     dropped: int
     seconds: float
     output: Path
+    renamed: dict[str, str] = field(default_factory=dict)  # input columns kept under new names
 
     @property
     def per_second(self) -> float:
@@ -43,7 +44,9 @@ class EmbedSummary:
         dropped = f", {self.dropped} dropped" if self.dropped else ""
         counts = f"{self.rows} rows in, {self.embedded} embedded, {self.invalid} invalid{dropped}"
         rate = f"{self.per_second:,.0f} molecules/s"
-        return summary_line(counts, self.seconds, self.output, rate=rate)
+        kept = ", ".join(f"{a} as {b}" for a, b in self.renamed.items())
+        details = [f"input columns kept under new names: {kept}" if kept else ""]
+        return summary_line(counts, self.seconds, self.output, details, rate=rate)
 
 
 def pick_smiles_column(table: pd.DataFrame, requested: str | None, source: str) -> str:
@@ -74,19 +77,41 @@ def read_smiles_table(
     return table, column
 
 
-def metadata_frame(table: pd.DataFrame, smiles_column: str, id_column: str | None) -> pd.DataFrame:
-    """Carry every input column, renamed into the pycytominer `Metadata_` namespace."""
+# The columns embedkit writes itself; an input column of the same name is kept, renamed.
+OWN_COLUMNS = (
+    "Metadata_ID",
+    "Metadata_SMILES",
+    "Metadata_Model",
+    "Metadata_Valid",
+    "Metadata_Error",
+)
+
+
+def metadata_frame(
+    table: pd.DataFrame, smiles_column: str, id_column: str | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Carry every input column, renamed into the pycytominer `Metadata_` namespace, and
+    the renames that kept an input column from being overwritten by one of embedkit's own
+    (`Valid` → `Metadata_Valid_input`, …): a user's column is never replaced nor dropped."""
     meta = pd.DataFrame(index=table.index)
     if id_column is not None:
         meta["Metadata_ID"] = table[id_column].astype(str)
     meta["Metadata_SMILES"] = table[smiles_column]
+    taken = set(OWN_COLUMNS) | {str(c) for c in table.columns if str(c).startswith("Metadata_")}
+    renamed = {}
     for column in table.columns:
         if column in (smiles_column, id_column):
             continue
         name = column if str(column).startswith("Metadata_") else f"Metadata_{column}"
-        if name not in meta.columns:
-            meta[name] = table[column]
-    return meta
+        if name in OWN_COLUMNS or name in meta.columns:
+            base, n = f"{name}_input", 1
+            name = base
+            while name in taken or name in meta.columns:
+                n += 1
+                name = f"{base}{n}"
+            renamed[str(column)] = name
+        meta[name] = table[column]
+    return meta, renamed
 
 
 def embed_smiles_file(
@@ -119,7 +144,7 @@ def embed_smiles_file(
             f"{input_path}: row {row + 1} ({column}={str(smiles[row])[:60]!r}): "
             f"{result.errors[row]}; {len(invalid)} invalid rows in all; nothing was written"
         )
-    meta = metadata_frame(table, column, id_column)
+    meta, renamed = metadata_frame(table, column, id_column)
     meta["Metadata_Model"] = embedder.run_info.get("model_id", "")
     meta["Metadata_Valid"] = result.valid
     meta["Metadata_Error"] = result.errors
@@ -133,6 +158,7 @@ def embed_smiles_file(
         **embedder.run_info,
         "input": str(input_path),
         "smiles_column": column,
+        "renamed_columns": renamed,
         "preprocessing": "RDKit parse; OGB 9 atom / 3 bond features; embedding = mu of q(z|x)",
         "precision": embedder.precision,
     }
@@ -144,4 +170,5 @@ def embed_smiles_file(
         dropped=dropped,
         seconds=time.perf_counter() - start,
         output=output_path,
+        renamed=renamed,
     )
