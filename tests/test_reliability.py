@@ -288,3 +288,36 @@ def test_input_columns_are_never_overwritten_by_embedkits_own(tmp_path, gin):
     assert table.Metadata_Error_input.tolist() == ["none", "e"]
     assert (table.Metadata_Model != "mine").all()
     assert "ID as Metadata_ID_input" in line and "Valid as Metadata_Valid_input" in line
+
+
+def test_the_smiles_column_is_found_by_name_then_by_content_and_named(tmp_path, gin):
+    """A ChEMBL export embedded its ID column ("0 embedded"), `name,value` embedded `B` as
+    boron; both exit 0."""
+    chembl = b"molecule_chembl_id,canonical_smiles\nCHEMBL25,CC(=O)Oc1ccccc1C(=O)O\nCHEMBL1,CCO\n"
+    table, line = _embed(tmp_path, gin, "chembl.csv", chembl)
+    assert table.Metadata_SMILES.tolist() == ["CC(=O)Oc1ccccc1C(=O)O", "CCO"]
+    assert "2 embedded" in line and "SMILES from column 'canonical_smiles' (by name)" in line
+    content = b"compound,structure\nA,CCO\nB,c1ccccc1\nC,CC(=O)O\n"
+    table, line = _embed(tmp_path, gin, "content.csv", content)
+    assert table.Metadata_SMILES.tolist() == ["CCO", "c1ccccc1", "CC(=O)O"]
+    assert "column 'structure' (by content: 3 of 3 sampled rows parse)" in line
+
+
+@pytest.mark.parametrize("command", ["embed-smiles", "retrieve"])
+def test_a_table_without_smiles_is_refused_with_its_columns(tmp_path, model_dir, command):
+    (tmp_path / "in.csv").write_text("name,value\nA,1.5\nB,2\nX,3\nY,4\n")
+    args = ["-i", tmp_path / "idx"] if command == "retrieve" else []
+    if command == "retrieve":
+        _index(tmp_path / "idx", load(f"local-dir:{model_dir}", with_heads=True))
+    result = run_cli(
+        command,
+        tmp_path / "in.csv",
+        *args,
+        "-o",
+        tmp_path / "o.csv",
+        "-m",
+        f"local-dir:{model_dir}",
+    )
+    assert result.exit_code == 2, result.output
+    assert "no column holds SMILES" in result.output and "columns are: name, value" in result.output
+    assert "--smiles-column" in result.output and not (tmp_path / "o.csv").exists()

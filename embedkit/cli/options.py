@@ -236,7 +236,9 @@ smiles_column_option = click.option(
     "-s",
     "--smiles-column",
     default=None,
-    help="Column holding SMILES.  [default: the column named 'smiles' in any case, else the first]",
+    help="Column holding SMILES.  [default: one named smiles, canonical_smiles or *_smiles "
+    "(any case), else the column where RDKit parses most rows (at least half); the summary "
+    "names it]",
 )
 
 

@@ -35,6 +35,7 @@ class EmbedSummary:
     seconds: float
     output: Path
     renamed: dict[str, str] = field(default_factory=dict)  # input columns kept under new names
+    column: SmilesColumn | None = None
 
     @property
     def per_second(self) -> float:
@@ -45,28 +46,82 @@ class EmbedSummary:
         counts = f"{self.rows} rows in, {self.embedded} embedded, {self.invalid} invalid{dropped}"
         rate = f"{self.per_second:,.0f} molecules/s"
         kept = ", ".join(f"{a} as {b}" for a, b in self.renamed.items())
-        details = [f"input columns kept under new names: {kept}" if kept else ""]
+        details = [
+            self.column.describe() if self.column else "",
+            f"input columns kept under new names: {kept}" if kept else "",
+        ]
         return summary_line(counts, self.seconds, self.output, details, rate=rate)
 
 
-def pick_smiles_column(table: pd.DataFrame, requested: str | None, source: str) -> str:
-    """The requested column, else one named 'smiles' in any case, else the first column."""
+# Column names taken for SMILES without looking at the values, best first (any case).
+SMILES_NAMES = ("smiles", "metadata_smiles", "canonical_smiles", "isomeric_smiles")
+SNIFF_ROWS = 200  # rows per column RDKit parses to find a SMILES column by its content
+
+
+@dataclass
+class SmilesColumn:
+    """The column SMILES are read from, and how it was chosen (for the summary)."""
+
+    name: str
+    how: str  # "given", "by name" or "by content (N of M sampled rows parse)"
+
+    def describe(self) -> str:
+        return f"SMILES from column {self.name!r} ({self.how})"
+
+
+def pick_smiles_column(table: pd.DataFrame, requested: str | None, source: str) -> SmilesColumn:
+    """The requested column; else one named like SMILES (`smiles`, `canonical_smiles`,
+    `*_smiles`… in any case); else the column where RDKit parses most of a sample of rows,
+    if it parses at least half of them. Anything else is refused with the column list:
+    embedding an ID or a name column as molecules (`B` as boron) is never silent."""
     columns = [str(c) for c in table.columns]
+    shown = ", ".join(columns[:20]) + (f" … ({len(columns)} in all)" if len(columns) > 20 else "")
     if requested is not None:
         if requested not in columns:
-            raise InputError(
-                f"{source}: no column {requested!r}; columns are: {', '.join(columns[:20])}"
-            )
-        return requested
+            raise InputError(f"{source}: no column {requested!r}; columns are: {shown}")
+        return SmilesColumn(requested, "given")
+    lower = {c.lower(): c for c in reversed(columns)}  # the first of equal spellings
+    for name in SMILES_NAMES:
+        if name in lower:
+            return SmilesColumn(lower[name], "by name")
     for column in columns:
-        if column.lower() in ("smiles", "metadata_smiles"):
-            return column
-    return columns[0]
+        if column.lower().endswith("_smiles") or column.lower().startswith("smiles_"):
+            return SmilesColumn(column, "by name")
+    best, best_parsed, best_tried = None, 0, 0
+    for column in columns:
+        parsed, tried = _parse_rate(table[column])
+        if parsed > best_parsed:
+            best, best_parsed, best_tried = column, parsed, tried
+    if best is None or 2 * best_parsed < best_tried:
+        found = f"; the best, {best!r}, parses {best_parsed} of {best_tried} rows" if best else ""
+        raise InputError(
+            f"{source}: no column holds SMILES (none is named smiles, canonical_smiles or "
+            f"*_smiles, and RDKit parses too few values of any{found}); columns are: {shown}. "
+            "Name the column with --smiles-column"
+        )
+    return SmilesColumn(best, f"by content: {best_parsed} of {best_tried} sampled rows parse")
+
+
+def _parse_rate(values: pd.Series) -> tuple[int, int]:
+    """(rows RDKit parses, non-empty rows tried) among the first SNIFF_ROWS non-empty values."""
+    from rdkit import Chem
+
+    if values.dtype != object:
+        return 0, 0
+    sample = [v.strip() for v in values.head(10 * SNIFF_ROWS) if isinstance(v, str) and v.strip()]
+    sample = sample[:SNIFF_ROWS]
+    parsed = 0
+    for text in sample:
+        if text.replace(".", "", 1).replace("-", "", 1).isdigit():
+            continue  # a number, never a molecule worth embedding
+        if len(text) <= 1000 and "\0" not in text and Chem.MolFromSmiles(text) is not None:
+            parsed += 1
+    return parsed, len(sample)
 
 
 def read_smiles_table(
     path: str | Path, smiles_column: str | None, id_column: str | None
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pd.DataFrame, SmilesColumn]:
     """A non-empty table, its SMILES column, and a checked id column (embed, retrieve)."""
     table = read_table(Path(path), keep_blank_rows=True)  # a blank line is an invalid row
     if len(table) == 0:
@@ -132,7 +187,8 @@ def embed_smiles_file(
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
     start = time.perf_counter()
     input_path, output_path = Path(input_path), check_output_file(output_path, overwrite)
-    table, column = read_smiles_table(input_path, smiles_column, id_column)
+    table, chosen = read_smiles_table(input_path, smiles_column, id_column)
+    column = chosen.name
     smiles = table[column].tolist()
     result = embedder.embed(
         smiles, batch_size=batch_size, num_workers=num_workers, progress=progress
@@ -158,6 +214,7 @@ def embed_smiles_file(
         **embedder.run_info,
         "input": str(input_path),
         "smiles_column": column,
+        "smiles_column_chosen": chosen.how,
         "renamed_columns": renamed,
         "preprocessing": "RDKit parse; OGB 9 atom / 3 bond features; embedding = mu of q(z|x)",
         "precision": embedder.precision,
@@ -171,4 +228,5 @@ def embed_smiles_file(
         seconds=time.perf_counter() - start,
         output=output_path,
         renamed=renamed,
+        column=chosen,
     )

@@ -155,10 +155,11 @@ class RetrieveSummary:
     hits: int
     seconds: float
     output: Path
+    column: str = ""  # where the SMILES came from (SmilesColumn.describe())
 
     def line(self) -> str:
         counts = f"{self.molecules} molecules in, {self.invalid} invalid"
-        return summary_line(counts, self.seconds, self.output, [f"{self.hits} hits"])
+        return summary_line(counts, self.seconds, self.output, [f"{self.hits} hits", self.column])
 
 
 def retrieve_file(
@@ -182,7 +183,8 @@ def retrieve_file(
     start = time.perf_counter()
     output_path = check_output_file(output_path, overwrite)
     index = ProfileIndex.load(index_dir)
-    table, column = read_smiles_table(queries_path, smiles_column, id_column)
+    table, chosen = read_smiles_table(queries_path, smiles_column, id_column)
+    column = chosen.name
     smiles = table[column].tolist()
     ids = table[id_column].astype(str).tolist() if id_column else None
     result = retrieve(smiles, index, embedder, k, reverse, ids, batch_size, progress)
@@ -204,6 +206,7 @@ def retrieve_file(
         "metric": index.metric,
         "direction": "profile→molecules" if reverse else "molecule→profiles",
         "k": k,
+        "smiles_column": column,
     }
     write_table(hits, output_path, run_info)
     return RetrieveSummary(
@@ -212,6 +215,7 @@ def retrieve_file(
         int(hits["Rank"].notna().sum()),
         time.perf_counter() - start,
         Path(output_path),
+        chosen.describe(),
     )
 
 
@@ -276,7 +280,8 @@ def evaluate_retrieval_file(
     start = time.perf_counter()
     outputs = tuple(check_output_file(p, overwrite) for p in (output_json, plot) if p is not None)
     index = ProfileIndex.load(index_dir)
-    table, column = read_smiles_table(queries_path, smiles_column, None)
+    table, chosen = read_smiles_table(queries_path, smiles_column, None)
+    column = chosen.name
     query_key = query_key or (key if key in table.columns else key.removeprefix("Metadata_"))
     if query_key not in table.columns:
         raise InputError(
