@@ -37,6 +37,23 @@ class EmbedResult:
     errors: list[str]  # "" where valid
 
 
+NON_FINITE = (
+    "the model gave non-finite values (NaN or inf); its weights or this input may be corrupt"
+)
+
+
+def mark_non_finite(result: EmbedResult) -> EmbedResult:
+    """A row with any NaN or inf is invalid, with a reason, never `valid` (a NaN in the
+    weights gives all-NaN vectors): its vector becomes all NaN like any invalid row's."""
+    bad = result.valid & ~np.isfinite(result.embeddings).all(axis=1)
+    if bad.any():
+        result.valid = result.valid & ~bad
+        result.embeddings[bad] = np.nan
+        for i in np.flatnonzero(bad):
+            result.errors[i] = NON_FINITE
+    return result
+
+
 @runtime_checkable
 class Embedder(Protocol):
     model: Any

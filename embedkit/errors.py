@@ -34,3 +34,8 @@ class ConfigError(EmbedkitError):
 
 class WrongTaskError(EmbedkitError):
     """A model of one task (images, molecules…) given to a command of another."""
+
+
+class NothingEmbeddedError(EmbedkitError):
+    """Every input row failed: the output was written (each row with its reason), but a run
+    that embedded nothing must not exit 0."""

@@ -282,7 +282,8 @@ def test_mixed_bit_depths_and_sizes_skip_the_site_not_the_plate(tmp_path, tiny_i
     result = run_cli(
         "embed-images", root, "-o", tmp_path / "o", "-m", f"local-dir:{tiny_image_model}", "-n", 0
     )
-    assert result.exit_code == 0 and "2 sites, 0 embedded, 2 skipped" in result.output
+    assert "2 sites, 0 embedded, 2 skipped" in result.output
+    assert result.exit_code == 2  # every site failed: the plate is written, the run fails
     table = pd.read_parquet(tmp_path / "o" / "plates" / "Plate1.parquet")
     assert "uint16" in table.Metadata_Error[0] and "uint8" in table.Metadata_Error[0]
     assert "48" in table.Metadata_Error[1]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from test_retrieval import make_model, profiles
 
@@ -321,3 +323,58 @@ def test_a_table_without_smiles_is_refused_with_its_columns(tmp_path, model_dir,
     assert result.exit_code == 2, result.output
     assert "no column holds SMILES" in result.output and "columns are: name, value" in result.output
     assert "--smiles-column" in result.output and not (tmp_path / "o.csv").exists()
+
+
+# §2 non-finite outputs; a run where every row failed ---------------------------------------
+
+
+def _poison(folder: Path, out: Path) -> Path:
+    """A copy of a model folder whose first encoder weight is all NaN."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, out)
+    weights = load_file(str(out / "model.safetensors"))
+    name = next(k for k in sorted(weights) if k.startswith("encoder.") and k.endswith("weight"))
+    weights[name].fill_(float("nan"))
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_non_finite_molecule_embeddings_are_invalid_and_a_run_of_no_valid_row_exits_2(
+    tmp_path, tiny_model_dir
+):
+    """A NaN in the weights gave all-NaN vectors with Metadata_Valid=True, exit 0."""
+    model = _poison(tiny_model_dir, tmp_path / "nan_model")
+    (tmp_path / "in.csv").write_text("smiles\nCCO\nc1ccccc1\n")
+    out = tmp_path / "o.parquet"
+    result = run_cli("embed-smiles", tmp_path / "in.csv", "-o", out, "-m", f"local-dir:{model}")
+    assert result.exit_code == 2, result.output
+    assert "2 rows in, 0 embedded, 2 invalid" in result.output
+    assert "none of the 2 rows could be embedded" in result.output
+    table = pd.read_parquet(out)  # every row kept, with its reason
+    assert not table.Metadata_Valid.any()
+    assert table.Metadata_Error.str.contains("non-finite").all()
+
+
+def test_non_finite_image_embeddings_are_invalid_and_a_plate_of_failures_exits_2(tmp_path):
+    from test_images import tiny_config, write_rxrx_plate
+
+    from embedkit.images.model import ImageModel
+
+    torch.manual_seed(0)
+    good = ImageModel(tiny_config()).save_pretrained(tmp_path / "vit")
+    root = tmp_path / "exp"
+    write_rxrx_plate(root, "Plate1", ["B02", "B03"], sites=1)
+    model = _poison(good, tmp_path / "nan_vit")
+    result = run_cli("embed-images", root, "-o", tmp_path / "o", "-m", f"local-dir:{model}")
+    assert result.exit_code == 2, result.output
+    assert "2 sites, 0 embedded, 2 skipped" in result.output
+    table = pd.read_parquet(tmp_path / "o" / "plates" / "Plate1.parquet")
+    assert not table.Metadata_Valid.any()
+    assert table.Metadata_Error.str.contains("non-finite").all()
+    ok = run_cli("embed-images", root, "-o", tmp_path / "ok", "-m", f"local-dir:{good}")
+    assert ok.exit_code == 0, ok.output
+    for png in (root / "Plate1").glob("*.png"):  # a plate of only corrupt files
+        png.write_bytes(b"not an image")
+    bad = run_cli("embed-images", root, "-o", tmp_path / "bad", "-m", f"local-dir:{good}")
+    assert bad.exit_code == 2 and "none of the 2 sites could be embedded" in bad.output

@@ -187,3 +187,4 @@ def embed_images_cmd(
         plate_dirs, embedder, output, options, layout, pattern, cell_line_embeddings
     )
     click.echo(summary.line())
+    summary.raise_if_nothing_embedded()  # exit 2 when every site failed

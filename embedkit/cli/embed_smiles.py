@@ -89,3 +89,4 @@ def embed_smiles(
         overwrite=overwrite,
     )
     click.echo(summary.line())
+    summary.raise_if_nothing_embedded()  # exit 2 when every row failed

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import torch
 
-from embedkit.embedder import BaseEmbedder, EmbedResult
+from embedkit.embedder import BaseEmbedder, EmbedResult, mark_non_finite
 
 
 class ImageEmbedder(BaseEmbedder):
@@ -53,6 +53,9 @@ class ImageEmbedder(BaseEmbedder):
         progress: bool = False,
         cell_line: torch.Tensor | None = None,
     ) -> EmbedResult:
-        """The `Embedder` protocol over `embed_crops`: every crop is a valid row."""
+        """The `Embedder` protocol over `embed_crops`: every crop with finite values is a
+        valid row."""
         vectors = self.embed_crops(crops, cell_line, batch_size)
-        return EmbedResult(vectors, np.ones(len(vectors), bool), [""] * len(vectors))
+        return mark_non_finite(
+            EmbedResult(vectors, np.ones(len(vectors), bool), [""] * len(vectors))
+        )

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from embedkit import __version__
-from embedkit.errors import EmbedkitError, InputError
+from embedkit.errors import EmbedkitError, InputError, NothingEmbeddedError
 from embedkit.images.channels import ChannelPlan, plan_channels
 from embedkit.io import atomic_path, embeddings_frame
 from embedkit.outputs import (
@@ -178,6 +178,8 @@ def embed_plate(
     import torch
     from torch.utils.data import DataLoader
 
+    from embedkit.embedder import NON_FINITE
+
     model = embedder.model
     spec = {"crop_size": model.crop_size, "normalization": model.normalization}
     loader = DataLoader(
@@ -200,9 +202,13 @@ def embed_plate(
             vectors = embedder.embed_crops(crops, cell_line, options.crop_batch)
             start = 0
             for i, c, pos, _ in good:
-                per_site[i] = vectors[start : start + len(c)]
-                positions[i] = pos
+                site = vectors[start : start + len(c)]
                 start += len(c)
+                if not np.isfinite(site).all():  # never a valid row of NaNs
+                    errors[i] = NON_FINITE
+                    continue
+                per_site[i] = site
+                positions[i] = pos
         bar.update(len(items))
     meta = _site_rows(sites)
     meta["Metadata_Valid"] = [v is not None for v in per_site]
@@ -462,6 +468,16 @@ class EmbedImagesSummary:
             else "",
         ]
         return summary_line(counts, self.seconds, self.out_dir, details, f"{rate:.1f} sites/s")
+
+    def raise_if_nothing_embedded(self) -> None:
+        """Every site this run read failed: NothingEmbeddedError (the CLI exits 2)."""
+        done = [p for p in self.plates if not p.skipped]
+        sites = sum(p.sites for p in done)
+        if sites and sum(p.invalid for p in done) == sites:
+            raise NothingEmbeddedError(
+                f"none of the {sites} sites could be embedded; the reason for each is in the "
+                f"Metadata_Error column of the plates in {self.out_dir}"
+            )
 
 
 def embed_images(

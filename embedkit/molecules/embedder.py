@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedkit.embedder import BaseEmbedder, EmbedResult
+from embedkit.embedder import BaseEmbedder, EmbedResult, mark_non_finite
 from embedkit.errors import InputError
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
@@ -114,7 +114,7 @@ class MoleculeEmbedder(BaseEmbedder):
                     valid[index] = True
                 bar.update(len(part.errors))
             bar.close()
-            return EmbedResult(out, valid, errors)
+            return mark_non_finite(EmbedResult(out, valid, errors))
         for chunk in featurize_stream(smiles, batch_size, workers):
             rows = [i for i, g in enumerate(chunk.graphs) if g is not None]
             for i, err in enumerate(chunk.errors):
@@ -126,7 +126,7 @@ class MoleculeEmbedder(BaseEmbedder):
                 valid[index] = True
             bar.update(len(chunk.graphs))
         bar.close()
-        return EmbedResult(out, valid, errors)
+        return mark_non_finite(EmbedResult(out, valid, errors))
 
     @torch.inference_mode()
     def _forward(self, graphs: list[MolGraph]) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from embedkit import __version__
-from embedkit.errors import InputError
+from embedkit.errors import InputError, NothingEmbeddedError
 from embedkit.io import embeddings_frame, read_table, write_table
 from embedkit.outputs import check_output_file, summary_line
 
@@ -51,6 +51,16 @@ class EmbedSummary:
             f"input columns kept under new names: {kept}" if kept else "",
         ]
         return summary_line(counts, self.seconds, self.output, details, rate=rate)
+
+    def raise_if_nothing_embedded(self) -> None:
+        """Every row invalid: NothingEmbeddedError (the CLI exits 2 after the summary)."""
+        if self.rows and not self.embedded:
+            raise NothingEmbeddedError(
+                f"none of the {self.rows} rows could be embedded; the reason for each is in "
+                f"the Metadata_Error column of {self.output}"
+                if not self.dropped
+                else f"none of the {self.rows} rows could be embedded (all dropped)"
+            )
 
 
 # Column names taken for SMILES without looking at the values, best first (any case).
