@@ -28,6 +28,9 @@ from embedkit.errors import ConfigError, InputError, ModelNotFoundError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# `sha256sum` format ("<hex>  model.safetensors"), written beside the weights by
+# save_pretrained and verified by `local-dir:` loading (`sha256sum -c` checks it too).
+CHECKSUM_NAME = WEIGHTS_NAME + ".sha256"
 # Keys written for readers of config.json and derived again on load (never constructor args).
 INFO_KEYS = ("architecture", "embedding_dim", "embedkit_version", "pooling")
 # Bounds that no real model reaches: a config beyond them is corrupt or hostile.
@@ -216,7 +219,8 @@ class PretrainedMixin:
         return self.state_dict()
 
     def save_pretrained(self, folder: str | Path, dtype=None) -> Path:
-        """Write config.json + model.safetensors atomically (temp folder, then rename).
+        """Write config.json + model.safetensors (+ its sha256 in model.safetensors.sha256,
+        which `local-dir:` loading verifies) atomically (temp folder, then rename).
 
         Floating tensors are cast to `dtype` (default float32). An existing model folder is
         replaced; whatever else it holds (a README.md, sub-folders) is carried over. A
@@ -240,12 +244,16 @@ class PretrainedMixin:
             k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
             for k, v in self.weights_to_save().items()
         }
+        from embedkit.zoo import sha256_of
+
         with atomic_dir(folder) as staging:
             save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+            digest = sha256_of(staging / WEIGHTS_NAME)
+            (staging / CHECKSUM_NAME).write_text(f"{digest}  {WEIGHTS_NAME}\n")
             (staging / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
             if folder.is_dir():  # carry over what other writers put there
                 for other in folder.iterdir():
-                    if other.name in (CONFIG_NAME, WEIGHTS_NAME):
+                    if other.name in (CONFIG_NAME, WEIGHTS_NAME, CHECKSUM_NAME):
                         continue
                     if other.is_dir():
                         shutil.copytree(other, staging / other.name, symlinks=True)

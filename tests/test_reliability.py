@@ -378,3 +378,71 @@ def test_non_finite_image_embeddings_are_invalid_and_a_plate_of_failures_exits_2
         png.write_bytes(b"not an image")
     bad = run_cli("embed-images", root, "-o", tmp_path / "bad", "-m", f"local-dir:{good}")
     assert bad.exit_code == 2 and "none of the 2 sites could be embedded" in bad.output
+
+
+# §2 unverified weights ---------------------------------------------------------------------
+
+
+def _flip_weights(folder: Path) -> None:
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-3] ^= 0x01  # a tensor's last byte: still a readable file, other numbers
+    (folder / "model.safetensors").write_bytes(bytes(data))
+
+
+def test_local_dir_weights_are_verified_against_the_checksum_save_pretrained_wrote(
+    tmp_path, tiny_model_dir, caplog
+):
+    """`local-dir:` never checked its weights: changed bytes loaded silently."""
+    from embedkit.errors import ChecksumError
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    line = (folder / "model.safetensors.sha256").read_text()
+    assert line.endswith("  model.safetensors\n") and len(line.split()[0]) == 64
+    load(f"local-dir:{folder}")
+    _flip_weights(folder)
+    with pytest.raises(ChecksumError, match="differs from the .* in model.safetensors.sha256"):
+        load(f"local-dir:{folder}")
+    (tmp_path / "in.csv").write_text("smiles\nCCO\n")
+    result = run_cli(
+        "embed-smiles", tmp_path / "in.csv", "-o", tmp_path / "o.csv", "-m", f"local-dir:{folder}"
+    )
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    (folder / "model.safetensors.sha256").unlink()  # absent: loads, and says so
+    with caplog.at_level("WARNING", logger="embedkit"):
+        load(f"local-dir:{folder}")
+    assert "weights are not verified" in caplog.text
+
+
+def test_a_cached_hub_blob_is_verified_against_the_name_it_is_stored_by(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """`hf-hub:` loaded a cached blob whose bytes differ from the sha256 it is named by."""
+    import hashlib
+
+    import huggingface_hub.constants
+
+    from embedkit.errors import ChecksumError
+    from embedkit.zoo import sha256_of
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--org--tiny"
+    commit = "a" * 40
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    config = (tiny_model_dir / "config.json").read_bytes()
+    sha1 = hashlib.sha1(b"blob %d\0" % len(config) + config).hexdigest()
+    (repo / "blobs" / sha1).write_bytes(config)
+    weights = repo / "blobs" / sha256_of(tiny_model_dir / "model.safetensors")
+    shutil.copy(tiny_model_dir / "model.safetensors", weights)
+    (snapshot / "config.json").symlink_to(f"../../blobs/{sha1}")
+    (snapshot / "model.safetensors").symlink_to(f"../../blobs/{weights.name}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load("hf-hub:org/tiny")  # intact: loads
+    _flip_weights(snapshot)
+    with pytest.raises(ChecksumError, match="cache stores them as blob"):
+        load("hf-hub:org/tiny")

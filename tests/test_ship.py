@@ -72,4 +72,9 @@ def test_publish_dry_run_checks_any_kind(tmp_path, task):
     folder = RUNS[task]().save_pretrained(tmp_path / "m")
     (folder / "README.md").write_text("---\nlibrary_name: embedkit\n---\n# card\n")
     files = check_folder(folder)
-    assert set(files) == {"config.json", "model.safetensors", "README.md"}
+    assert set(files) == {
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.sha256",
+        "README.md",
+    }

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +188,67 @@ def _resolve_local(folder: Path) -> ResolvedModel:
             "save_pretrained or the train recipes)"
         )
     sums = {f: sha256_of(folder / f) for f in ("config.json", "model.safetensors")}
+    verify_local_weights(folder, sums["model.safetensors"])
     return ResolvedModel(f"local-dir:{folder}", "local", folder, sums, "local")
+
+
+CHECKSUM_FILE = "model.safetensors.sha256"  # = embedkit.pretrained.CHECKSUM_NAME
+log = logging.getLogger("embedkit")
+
+
+def verify_local_weights(folder: Path, actual: str) -> None:
+    """Check model.safetensors against the model.safetensors.sha256 that save_pretrained
+    wrote beside it; without one, say (once, on stderr) that the weights are unverified."""
+    path = folder / CHECKSUM_FILE
+    if not path.is_file():
+        log.warning(
+            f"note: local-dir:{folder} has no {CHECKSUM_FILE}, so its weights are not "
+            "verified (save_pretrained writes one)"
+        )
+        return
+    entries = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            entries[parts[1].lstrip("*")] = parts[0].lower()
+    expected = entries.get("model.safetensors")
+    if expected is None or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ChecksumError(
+            f"{path}: holds no sha256 of model.safetensors; delete it to load the weights "
+            "unverified, or save the model again"
+        )
+    if actual != expected:
+        raise ChecksumError(
+            f"{folder / 'model.safetensors'}: sha256 {actual[:12]}… differs from the "
+            f"{expected[:12]}… in {CHECKSUM_FILE}; the weights are corrupt or were replaced "
+            "after they were saved"
+        )
+
+
+def verify_cached_blob(path: Path) -> None:
+    """A Hugging Face cache file is a link to a blob named by its content: the sha256
+    (LFS files such as weights) or the git blob sha1 (small files such as config.json).
+    Bytes that differ from that name are a corrupt or tampered cache."""
+    if not path.is_symlink():
+        return  # a copy (no symlinks on this file system): nothing names its content
+    blob = path.resolve()
+    name = blob.name
+    if re.fullmatch(r"[0-9a-f]{64}", name):
+        actual = sha256_of(blob)
+    elif re.fullmatch(r"[0-9a-f]{40}", name):
+        digest = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode(), usedforsecurity=False)
+        with open(blob, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        actual = digest.hexdigest()
+    else:
+        return
+    if actual != name:
+        raise ChecksumError(
+            f"{path}: its bytes hash to {actual[:12]}… but the cache stores them as blob "
+            f"{name[:12]}…; the Hugging Face cache is corrupt or was tampered with — delete "
+            f"{blob} and download again"
+        )
 
 
 def _fetch_from_hub(repo: str, revision: str, files: list[str], spec: str) -> Path:
@@ -216,6 +278,8 @@ def _fetch_from_hub(repo: str, revision: str, files: list[str], spec: str) -> Pa
             ) from err
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
             raise ModelNotFoundError(f"{repo}@{revision}: {fname} not found on the Hub") from err
+    for path in paths:
+        verify_cached_blob(path)
     folders = {p.parent for p in paths}
     if len(folders) != 1:
         raise ModelNotFoundError(f"{repo}@{revision}: files resolved to different folders")
