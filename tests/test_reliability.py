@@ -446,3 +446,76 @@ def test_a_cached_hub_blob_is_verified_against_the_name_it_is_stored_by(
     _flip_weights(snapshot)
     with pytest.raises(ChecksumError, match="cache stores them as blob"):
         load("hf-hub:org/tiny")
+
+
+# §2 normalization ---------------------------------------------------------------------------
+
+
+def _low_rank_plate(dtype) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    controls = rng.normal(size=(20, 3)) @ rng.normal(size=(3, 40))  # 20 controls, 3 dims
+    treated = rng.normal(size=(5, 3)) @ rng.normal(size=(3, 40)) + rng.normal(0, 0.1, (5, 40))
+    table = pd.DataFrame(np.vstack([controls, treated]).astype(dtype))
+    table.columns = [f"Cells_F{i:02d}" for i in range(40)]
+    table.insert(0, "Metadata_PertType", ["negcon"] * 20 + ["trt"] * 5)
+    return table
+
+
+@pytest.mark.parametrize("method", ["tvn", "pca_centerscale"])
+def test_pca_methods_on_float32_input_keep_no_rounding_noise_as_signal(method):
+    """20 controls spanning 3 dimensions gave 19 PCs on float32 input (the rank tolerance used
+    float64's epsilon) and treatment values up to 1.27e4; float64 gave 3."""
+    from embedkit.profiles.normalize import normalize
+
+    query = "Metadata_PertType == 'negcon'"
+    out64 = normalize(_low_rank_plate(np.float64), method, controls=query)
+    out32 = normalize(_low_rank_plate(np.float32), method, controls=query)
+    pcs = [c for c in out32.columns if c.startswith("PC_")]
+    assert len(pcs) == 3 == len([c for c in out64.columns if c.startswith("PC_")])
+    np.testing.assert_allclose(out32[pcs].to_numpy(), out64[pcs].to_numpy(), atol=1e-2)
+    assert np.abs(out32[pcs].to_numpy()).max() < 100
+
+
+def test_mad_robustize_counts_features_constant_among_controls_only(tmp_path):
+    """A feature constant among controls only was divided by 1e-18 (5e17), silently."""
+    from embedkit.profiles.jobs import normalize_file
+
+    table = pd.DataFrame(
+        {
+            "Metadata_PertType": ["negcon"] * 4 + ["trt"] * 2,
+            "Cells_ok": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "Cells_flat": [1.0, 1.0, 1.0, 1.0, 1.5, 2.0],
+        }
+    )
+    table.to_parquet(tmp_path / "in.parquet")
+    summary = normalize_file(
+        tmp_path / "in.parquet",
+        tmp_path / "out.parquet",
+        "mad_robustize",
+        controls="Metadata_PertType == 'negcon'",
+    )
+    assert "1 features are constant among the control rows (MAD 0)" in summary.line()
+    assert "reach 1e+18" in summary.line()
+    help_text = run_cli("normalize", "--help").output
+    assert "1e-18" in " ".join(help_text.split())
+
+
+def test_normalize_features_leaves_no_other_feature_raw_in_the_output(tmp_path):
+    """`--features 'Cells_*,Nuclei_*'` kept the other feature columns raw, unmarked."""
+    from embedkit.profiles.jobs import normalize_file
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame(rng.normal(size=(6, 3)), columns=["Cells_a", "Nuclei_b", "Image_c"])
+    table.insert(0, "Metadata_Well", list("ABCDEF"))
+    table.to_csv(tmp_path / "in.csv", index=False)
+    summary = normalize_file(
+        tmp_path / "in.csv",
+        tmp_path / "out.parquet",
+        "standardize",
+        features=["Cells_*", "Nuclei_*"],
+    )
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out.columns.tolist() == ["Metadata_Well", "Cells_a", "Nuclei_b"]
+    assert "1 numeric columns not in --features left out of the output (e.g. Image_c)" in (
+        summary.line()
+    )

@@ -27,7 +27,9 @@ from embedkit.cli.options import (
     "--method",
     required=True,
     type=click.Choice(NORMALIZE_METHODS),
-    help="standardize: (x-mean)/std. mad_robustize: (x-median)/(1.4826 MAD), robust. "
+    help="standardize: (x-mean)/std. mad_robustize: (x-median)/(1.4826 MAD + 1e-18), robust; "
+    "a feature constant among the controls but not elsewhere is divided by 1e-18, as in "
+    "pycytominer (values up to ~1e17; the summary counts such features). "
     "pca_centerscale: PCA on controls, then center/scale. tvn: whitening PCA on controls "
     "of all batches, then per-batch scaling on controls (OpenPhenom's recommendation).",
 )

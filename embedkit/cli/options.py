@@ -217,8 +217,9 @@ overwrite_option = click.option(
 features_option = click.option(
     "--features",
     default=None,
-    help="Comma-separated feature columns; * and ? patterns allowed (e.g. 'Cells_*,Nuclei_*'). "
-    " [default: numeric columns not starting with Metadata_]",
+    help="Comma-separated feature columns; * and ? patterns allowed (e.g. 'Cells_*,Nuclei_*'); "
+    "other numeric columns are left out of the output.  [default: numeric columns not "
+    "starting with Metadata_]",
 )
 
 

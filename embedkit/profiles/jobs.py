@@ -5,7 +5,7 @@ summary. The CLI only parses flags and prints `summary.line()`."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -57,9 +57,10 @@ class ProfileSummary:
     counts: str
     seconds: float
     output: Path
+    notes: list[str] = field(default_factory=list)  # what the user must know about the result
 
     def line(self) -> str:
-        return summary_line(self.counts, self.seconds, self.output)
+        return summary_line(self.counts, self.seconds, self.output, self.notes)
 
 
 def aggregate_file(
@@ -101,16 +102,34 @@ def normalize_file(
     overwrite: bool = False,
 ) -> ProfileSummary:
     """`embedkit normalize`: features normalized against controls, written atomically."""
+    import warnings
+
     from embedkit.profiles.features import infer_features
-    from embedkit.profiles.normalize import PC_PREFIX, control_mask, group_rows, normalize
+    from embedkit.profiles.normalize import (
+        PC_PREFIX,
+        ZeroMadWarning,
+        control_mask,
+        group_rows,
+        normalize,
+        unselected_features,
+    )
 
     start = time.perf_counter()
     input_path, output = Path(input_path), check_output_file(output, overwrite)
     table = read_profiles(input_path)
-    out = normalize(
-        table, method, controls=controls, by=by, features=features, n_components=n_components
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ZeroMadWarning)
+        out = normalize(
+            table, method, controls=controls, by=by, features=features, n_components=n_components
+        )
+    notes = [str(w.message) for w in caught if issubclass(w.category, ZeroMadWarning)]
     feats_in = infer_features(table, features)
+    left_out = unselected_features(table, feats_in, features)
+    if left_out:
+        notes.append(
+            f"{len(left_out)} numeric columns not in --features left out of the output "
+            f"(e.g. {left_out[0]})"
+        )
     feats_out = [c for c in out.columns if str(c).startswith(PC_PREFIX)] or feats_in
     step = {
         "step": "normalize",
@@ -118,6 +137,7 @@ def normalize_file(
         "controls": controls,
         "by": by,
         "n_components": n_components,
+        **({"notes": notes} if notes else {}),
     }
     write_profiles(out, output, feats_out, run_info_with_step(input_path, step))
     n_controls = int(control_mask(table, controls).sum())
@@ -130,4 +150,5 @@ def normalize_file(
         f"control rows, {where}",
         time.perf_counter() - start,
         output,
+        notes,
     )

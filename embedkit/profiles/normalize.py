@@ -35,25 +35,68 @@ def standardize(
 def mad_robustize(
     x: np.ndarray, is_control: np.ndarray, groups: Groups, n_components: int | None
 ) -> np.ndarray:
-    """(x − median)/(1.4826·MAD + 1e-18), pycytominer's: robust to outlier wells and cells."""
-    return _per_group(x, is_control, groups, _median_mad)
+    """(x − median)/(1.4826·MAD + 1e-18), pycytominer's: robust to outlier wells and cells.
+
+    A feature constant among a group's controls (MAD 0) but not among its other rows is
+    divided by 1e-18 (values up to ~1e17), as pycytominer does; a `ZeroMadWarning` counts
+    those features so the blow-up is never silent."""
+    out = _per_group(x, is_control, groups, _median_mad)
+    exploded = _zero_mad_features(x, is_control, groups)
+    if exploded:
+        largest = float(np.nanmax(np.abs(out[:, sorted(exploded)])))
+        warnings.warn(
+            ZeroMadWarning(
+                f"{len(exploded)} features are constant among the control rows (MAD 0) but "
+                f"vary in other rows; divided by {MAD_EPSILON:g} as pycytominer does, they "
+                f"reach {largest:.2g}"
+            ),
+            stacklevel=2,
+        )
+    return out
+
+
+class ZeroMadWarning(UserWarning):
+    """mad_robustize divided features by its epsilon (constant among controls only)."""
+
+
+def _zero_mad_features(x: np.ndarray, is_control: np.ndarray, groups: Groups) -> set[int]:
+    found: set[int] = set()
+    for _, rows in groups:
+        ref = x[rows[is_control[rows]]]
+        median = np.nanmedian(ref, axis=0)
+        mad = np.nanmedian(np.abs(ref - median), axis=0)
+        varies = (np.abs(x[rows] - median) > 0).any(axis=0)
+        found.update(np.flatnonzero((mad == 0) & varies).tolist())
+    return found
+
+
+F64_EPS = float(np.finfo(np.float64).eps)
 
 
 def pca_centerscale(
-    x: np.ndarray, is_control: np.ndarray, groups: Groups, n_components: int | None
+    x: np.ndarray,
+    is_control: np.ndarray,
+    groups: Groups,
+    n_components: int | None,
+    eps: float = F64_EPS,
 ) -> np.ndarray:
     """PCA fitted on controls, then one center/scale over the whole table (batches ignored):
-    OpenPhenom's minimum correction; `tvn` is the per-batch one."""
-    projected = _pca_transform(x, is_control, n_components, whiten=False)
+    OpenPhenom's minimum correction; `tvn` is the per-batch one. `eps` is the machine epsilon
+    of the input's precision (float32 input carries float32 rounding noise)."""
+    projected = _pca_transform(x, is_control, n_components, whiten=False, eps=eps)
     return _per_group(projected, is_control, [("all", np.arange(len(x)))], _center_scale)
 
 
 def tvn(
-    x: np.ndarray, is_control: np.ndarray, groups: Groups, n_components: int | None
+    x: np.ndarray,
+    is_control: np.ndarray,
+    groups: Groups,
+    n_components: int | None,
+    eps: float = F64_EPS,
 ) -> np.ndarray:
     """Typical variation normalization: whitening PCA on controls pooled over all batches, then
     a StandardScaler fitted on each batch's controls; OpenPhenom's recommended correction."""
-    projected = _pca_transform(x, is_control, n_components, whiten=True)
+    projected = _pca_transform(x, is_control, n_components, whiten=True, eps=eps)
     return _per_group(projected, is_control, groups, _center_scale)
 
 
@@ -93,12 +136,17 @@ def normalize(
     _check_controls(groups, is_control, by, controls)
 
     x = table[feats].to_numpy(dtype=np.float64)
+    dtype = np.float32 if all(table[f].dtype == np.float32 for f in feats) else np.float64
+    # float32 input carries float32 rounding noise: PCA's rank tolerance must use its epsilon
+    extra = {"eps": float(np.finfo(dtype).eps)} if method in PROJECTING else {}
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN out, by design
-        result = NORMALIZERS[method](x, is_control, groups, n_components)
-    dtype = np.float32 if all(table[f].dtype == np.float32 for f in feats) else np.float64
+        result = NORMALIZERS[method](x, is_control, groups, n_components, **extra)
     result = result.astype(dtype, copy=False)
 
+    # features the user left out of `features` are not carried raw beside normalized ones
+    # (as pycytominer, the output holds metadata, other text columns and the chosen features)
+    table = table.drop(columns=unselected_features(table, feats, features))
     if method in PROJECTING:
         names = [f"{PC_PREFIX}{i:04d}" for i in range(result.shape[1])]
         projected = pd.DataFrame(result, columns=names, index=table.index)
@@ -106,6 +154,20 @@ def normalize(
     out = table.copy()
     out[feats] = pd.DataFrame(result, columns=feats, index=table.index)
     return out
+
+
+def unselected_features(
+    table: pd.DataFrame, feats: list[str], features: Sequence[str] | None
+) -> list[str]:
+    """Numeric feature columns an explicit `features` list did not select."""
+    if features is None:
+        return []
+    try:
+        every = infer_features(table)
+    except InputError:
+        return []
+    chosen = set(feats)
+    return [c for c in every if c not in chosen]
 
 
 def control_mask(table: pd.DataFrame, controls: str | None) -> np.ndarray:
@@ -200,7 +262,11 @@ def _median_mad(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def _pca_transform(
-    x: np.ndarray, is_control: np.ndarray, n_components: int | None, whiten: bool
+    x: np.ndarray,
+    is_control: np.ndarray,
+    n_components: int | None,
+    whiten: bool,
+    eps: float = F64_EPS,
 ) -> np.ndarray:
     """Fit PCA (SVD) on the complete control rows pooled over every group; project all rows.
 
@@ -215,7 +281,7 @@ def _pca_transform(
         )
     mean = ref.mean(axis=0)
     _, sing, vt = np.linalg.svd(ref - mean, full_matrices=False)
-    rank = int((sing > sing.max() * max(ref.shape) * np.finfo(np.float64).eps).sum())
+    rank = int((sing > sing.max() * max(ref.shape) * eps).sum())
     if rank == 0:
         raise InputError("the control rows are all identical: PCA has nothing to fit")
     k = rank if n_components is None else n_components
