@@ -519,3 +519,78 @@ def test_normalize_features_leaves_no_other_feature_raw_in_the_output(tmp_path):
     assert "1 numeric columns not in --features left out of the output (e.g. Image_c)" in (
         summary.line()
     )
+
+
+# §2 non-finite pixels; §3 image bombs --------------------------------------------------------
+
+
+def _bomb_tiff(path: Path, side: int = 60000) -> None:
+    """A 200-byte TIFF whose header claims a side x side uint8 plane (3.6 GB at 60000)."""
+    import struct
+
+    tags = [  # (tag, type, count, value): SHORT=3, LONG=4
+        (256, 4, 1, side),  # ImageWidth
+        (257, 4, 1, side),  # ImageLength
+        (258, 3, 1, 8),  # BitsPerSample
+        (259, 3, 1, 1),  # Compression: none
+        (262, 3, 1, 1),  # Photometric: black is zero
+        (273, 4, 1, 8),  # StripOffsets
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (278, 4, 1, side),  # RowsPerStrip
+        (279, 4, 1, side * side % (1 << 32)),  # StripByteCounts
+    ]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHI", t, k, n) + struct.pack("<I", v) for t, k, n, v in tags
+    )
+    path.write_bytes(struct.pack("<2sHI", b"II", 42, 16) + bytes(8) + ifd + struct.pack("<I", 0))
+
+
+def test_an_image_bomb_is_one_invalid_site_refused_from_its_header(tmp_path, monkeypatch):
+    """A TIFF header claiming 60000x60000 raised MemoryError and aborted the whole run (the
+    plate was never written); a deflate bomb decoded to 3.6 GB before being refused."""
+    from test_images import tiny_config, write_rxrx_plate
+
+    from embedkit.images.model import ImageModel
+    from embedkit.images.reading import ImageReadError, read_image
+
+    torch.manual_seed(0)
+    model = ImageModel(tiny_config()).save_pretrained(tmp_path / "vit")
+    root = tmp_path / "exp"
+    write_rxrx_plate(root, "Plate1", ["B02", "B03"], sites=1)
+    (root / "Plate1" / "B02_s1_w1.png").unlink()
+    _bomb_tiff(root / "Plate1" / "B02_s1_w1.tif")
+    started = time.perf_counter()
+    result = run_cli("embed-images", root, "-o", tmp_path / "o", "-m", f"local-dir:{model}")
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - started < 30
+    assert "2 sites, 1 embedded, 1 skipped" in result.output
+    table = pd.read_parquet(tmp_path / "o" / "plates" / "Plate1.parquet")
+    assert table.Metadata_Valid.tolist() == [False, True]
+    assert "60000 x 60000 = 3,600,000,000 pixels" in table.Metadata_Error[0]
+    png = tmp_path / "big.png"  # Pillow: the same check, from the PNG header; overridable
+    from PIL import Image
+
+    Image.new("L", (40, 30)).save(png)
+    assert read_image(png).shape == (30, 40)
+    monkeypatch.setenv("EMBEDKIT_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageReadError, match="1,200 pixels, more than the 1,000"):
+        read_image(png)
+
+
+def test_a_nan_pixel_marks_its_site_invalid_instead_of_blanking_a_channel(tmp_path):
+    """One NaN pixel made the crop's instance normalization NaN for the whole channel, and
+    the site stayed valid."""
+    import tifffile
+
+    from embedkit.images.reading import SiteError, read_site
+
+    paths = []
+    for c in range(2):
+        plane = np.random.default_rng(c).random((32, 32), dtype=np.float32)
+        if c == 1:
+            plane[3, 4] = np.nan
+        tifffile.imwrite(tmp_path / f"c{c}.tif", plane)
+        paths.append(tmp_path / f"c{c}.tif")
+    assert read_site(paths[:1]).shape == (1, 32, 32)
+    with pytest.raises(SiteError, match="c1.tif: 1 non-finite pixels"):
+        read_site(paths)

@@ -130,6 +130,8 @@ class SiteDataset:
             )
         except (EmbedkitError, ValueError) as err:
             return i, None, None, str(err)
+        except MemoryError:  # one site, one invalid row: never an aborted run
+            return i, None, None, "out of memory while reading or cropping this site"
         # numpy, not a tensor: worker → main then goes through a pipe as bytes instead of
         # one shared-memory segment per site, which kept the main process's RSS growing
         # with the plate (measured: +555 MB at 10k sites vs +155 MB at 1k).

@@ -19,6 +19,39 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
 NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 MAX_REASON = 200
+# Pixels per plane read at most: checked from the file's header before any decoding, so a
+# crafted header (60000 x 60000) or a deflate bomb is refused in one sentence instead of
+# exhausting memory. 2**27 ≈ 134 M pixels (11,585²); a microscope field is ~5 M.
+MAX_PIXELS_ENV = "EMBEDKIT_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 1 << 27
+
+
+def max_pixels() -> int:
+    """The pixel limit: EMBEDKIT_MAX_IMAGE_PIXELS when set (a positive integer), else 2**27."""
+    import os
+
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive number of pixels")
+    return value
+
+
+def check_pixels(path: Path, shape: Sequence[int]) -> None:
+    """Refuse a plane larger than `max_pixels()` from its header's dimensions alone."""
+    count = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    limit = max_pixels()
+    if count > limit:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise ImageReadError(
+            f"{path}: the header claims {dims} = {count:,} pixels, more than the {limit:,} "
+            f"embedkit reads (set {MAX_PIXELS_ENV} to raise the limit)"
+        )
 
 
 class ImageReadError(InputError):
@@ -69,6 +102,12 @@ def read_site(paths: Sequence[str | Path | None]) -> np.ndarray:
     scale = np.float32(SCALE[planes[0].dtype])
     for i, plane in enumerate(planes):
         np.divide(plane, scale, out=site[i], casting="unsafe")
+        if plane.dtype.kind == "f" and not np.isfinite(site[i]).all():
+            bad = int((~np.isfinite(site[i])).sum())
+            raise SiteError(
+                f"{names[i]}: {bad:,} non-finite pixels (NaN or inf), which would blank the "
+                "whole channel of every crop; fix or mask them"
+            )
     return site
 
 
@@ -81,8 +120,8 @@ def _decode(path: Path, reader) -> np.ndarray:
         return reader(path)
     except ImageReadError:
         raise
-    except MemoryError:
-        raise
+    except MemoryError as err:  # one site, one invalid row: never the whole run
+        raise ImageReadError(f"{path}: out of memory while decoding the image") from err
     except Exception as err:  # noqa: BLE001 - see docstring
         reason = f"{type(err).__name__}: {err}".strip()
         if len(reason) > MAX_REASON:
@@ -104,6 +143,7 @@ def _read_tiff(path: Path) -> np.ndarray:
                 f"{path}: TIFF holds {len(tif.pages)} pages; expected a single 2-D plane "
                 "(save one file per channel / z-plane)"
             )
+        check_pixels(path, series.shape)  # before decoding a byte of pixel data
         return series.asarray()
 
 
@@ -111,6 +151,7 @@ def _read_pil(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
+        check_pixels(path, image.size)  # from the header, before decoding
         if getattr(image, "n_frames", 1) > 1:
             raise ImageReadError(
                 f"{path}: image holds {image.n_frames} frames; expected a single 2-D plane"
