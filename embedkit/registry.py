@@ -17,7 +17,7 @@ from pathlib import Path
 from embedkit.errors import ConfigError, ModelNotFoundError, WrongTaskError
 
 # Tasks a command can ask for; a kind serves one or more of them.
-TASKS = ("molecules", "images", "image-classification")
+TASKS = ("molecules", "images", "image-classification", "profile-classification")
 
 
 def _import(target: str):
@@ -177,6 +177,46 @@ register(
                 "Its weights are NON-COMMERCIAL: embedkit ships this loader, never the weights",
                 note="OpenPhenom weights are licensed for non-commercial use only",
             ),
+        ),
+    )
+)
+
+register(
+    ModelKind(
+        architecture="embedkit-vit-classifier",
+        tasks=("image-classification", "images"),
+        model="embedkit.finetune.image_classifier:ImageClassifier",
+        embedder="embedkit.finetune.image_classifier:ImageClassifierEmbedder",
+        usage=(
+            "# command line (written by `embedkit finetune`)\n"
+            "embedkit predict plate_dir/ -m {spec} -o predictions.parquet\n"
+            "embedkit embed-images plate_dir/ -m {spec} -o embeddings/\n"
+            "\n# Python\nimport embedkit, torch\n"
+            "model = embedkit.load({spec!r}, with_heads=True)\n"
+            "spec = model.model  # channels, crop size, labels\n"
+            "crops = torch.randn(4, len(spec.channels), spec.crop_size, spec.crop_size)\n"
+            "embeddings = model.embed_crops(crops)  # (4, embedding_dim) float32\n"
+            "probabilities = model.probabilities(embeddings)  # (4, len(spec.labels))\n"
+        ),
+        citation="few-shot fine-tuning on a de novo cell line, as in the seed paper on "
+        "biological knowledge for de novo cell lines",
+    )
+)
+
+register(
+    ModelKind(
+        architecture="embedkit-profile-classifier",
+        tasks=("profile-classification",),
+        model="embedkit.finetune.profile_classifier:ProfileClassifier",
+        embedder="embedkit.finetune.profile_classifier:ProfileEmbedder",
+        usage=(
+            "# command line (written by `embedkit finetune --profiles`)\n"
+            "embedkit predict --profiles profiles.parquet -m {spec} -o predictions.parquet\n"
+            "\n# Python\nimport embedkit, numpy as np\n"
+            "model = embedkit.load({spec!r}, with_heads=True)\n"
+            "profiles = np.zeros((4, len(model.model.features)), np.float32)  # or a table\n"
+            "embeddings = model.embed(profiles).embeddings  # (4, embedding_dim) float32\n"
+            "probabilities = model.probabilities(embeddings)  # (4, classes)\n"
         ),
     )
 )

@@ -22,6 +22,8 @@ import embedkit
 from embedkit import registry
 from embedkit.embedder import BaseEmbedder, Embedder, EmbedResult
 from embedkit.errors import ConfigError, InputError, WrongTaskError
+from embedkit.finetune.image_classifier import ImageClassifier
+from embedkit.finetune.profile_classifier import ProfileClassifier
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig
 from embedkit.molecules.gin import GINConfig
@@ -39,7 +41,23 @@ def tiny_models() -> dict[str, nn.Module]:
         "embedkit-vit": ImageModel(
             ViTConfig(img_size=32, in_chans=5, depth=1, embed_dim=24, num_heads=2)
         ),
+        "embedkit-vit-classifier": ImageClassifier(
+            ViTConfig(img_size=32, in_chans=5, depth=1, embed_dim=24, num_heads=2),
+            labels=["siA", "siB", "siC"],
+        ),
+        "embedkit-profile-classifier": ProfileClassifier(
+            [f"Cells_F{i}" for i in range(6)], hidden=[16, 8], labels=["a", "b"]
+        ),
     }
+
+
+def tiny_inputs(architecture: str):
+    """Three inputs of the kind each tiny model embeds (the last SMILES is invalid)."""
+    if architecture == "infoalign-gin":
+        return ["CCO", "c1ccccc1O", "not a smiles"]
+    if architecture == "embedkit-profile-classifier":
+        return np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    return torch.randn(3, 5, 32, 32)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -285,11 +303,7 @@ def test_precision_means_the_same_for_every_kind(tmp_path, precision):
         assert embedder.precision == precision
         dtypes = {p.dtype for p in embedder.model.parameters()}
         assert dtypes == {torch.float32}, (architecture, dtypes)
-        inputs = (
-            ["CCO", "c1ccccc1O", "not a smiles"]
-            if architecture == "infoalign-gin"
-            else torch.randn(3, 5, 32, 32)
-        )
+        inputs = tiny_inputs(architecture)
         result = embedder.embed(inputs, batch_size=2)
         assert isinstance(result, EmbedResult)
         assert result.embeddings.dtype == np.float32

@@ -19,11 +19,13 @@ from embedkit.cli.datasets import datasets_group
 from embedkit.cli.embed_images import embed_images_cmd
 from embedkit.cli.embed_smiles import embed_smiles
 from embedkit.cli.evaluate import evaluate_group
+from embedkit.cli.finetune import finetune_cmd
 from embedkit.cli.graph import graph_group
 from embedkit.cli.index import index_group
 from embedkit.cli.normalize import normalize_cmd
 from embedkit.cli.options import EmbedkitGroup, debug_option
 from embedkit.cli.plates import plates_group
+from embedkit.cli.predict import predict_cmd
 from embedkit.cli.retrieve import retrieve_cmd
 from embedkit.cli.zoo import zoo_group
 
@@ -39,6 +41,8 @@ COMMANDS = [
     zoo_group,
     datasets_group,
     graph_group,
+    finetune_cmd,
+    predict_cmd,
     cell_lines_group,
 ]
 
