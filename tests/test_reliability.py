@@ -594,3 +594,41 @@ def test_a_nan_pixel_marks_its_site_invalid_instead_of_blanking_a_channel(tmp_pa
     assert read_site(paths[:1]).shape == (1, 32, 32)
     with pytest.raises(SiteError, match="c1.tif: 1 non-finite pixels"):
         read_site(paths)
+
+
+# §3 huge inputs ------------------------------------------------------------------------------
+
+
+def test_an_overlong_smiles_is_an_invalid_row_refused_before_rdkit(tmp_path, gin, monkeypatch):
+    """A 157 KB SMILES ran for minutes inside RDKit (its parse time grows faster than the
+    length); a 100 MB field reached 4.6 GB before an Arrow traceback."""
+    from embedkit.molecules import featurize
+
+    rings = "c1ccccc1" * 20_000  # 160,000 characters: minutes in RDKit
+    data = f"smiles\nCCO\n{rings}\n{'C' * 12_000_000}\n".encode()
+    started = time.perf_counter()
+    table, line = _embed(tmp_path, gin, "long.csv", data)
+    assert time.perf_counter() - started < 20
+    assert line.startswith("3 rows in, 1 embedded, 2 invalid"), line
+    assert "SMILES of 160,000 characters, longer than the 10,000" in table.Metadata_Error[1]
+    assert "EMBEDKIT_MAX_SMILES_LENGTH" in table.Metadata_Error[2]
+    monkeypatch.setattr(featurize, "MAX_SMILES_LENGTH", 2)  # the limit is the user's to move
+    table, _ = _embed(tmp_path, gin, "short.csv", b"smiles\nCC\nCCO\n")
+    assert table.Metadata_Valid.tolist() == [True, False]
+
+
+def test_a_table_of_10000_columns_is_carried_in_one_step(tmp_path, gin):
+    """A one-row table with 10,000 columns took 12.5 s (columns inserted one at a time,
+    flooding PerformanceWarnings); 30,000 took 192 s."""
+    import warnings
+
+    columns = [f"c{i}" for i in range(10_000)]
+    data = "smiles," + ",".join(columns) + "\nCCO," + ",".join("x" * len(columns)) + "\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        started = time.perf_counter()
+        table, line = _embed(tmp_path, gin, "wide.csv", data.encode())
+    assert time.perf_counter() - started < 8
+    assert line.startswith("1 rows in, 1 embedded"), line
+    assert table.shape[1] == 10_000 + 4 + gin.embedding_dim
+    assert table.columns[1] == "Metadata_c0" and table.Metadata_c9999[0] == "x"

@@ -14,6 +14,22 @@ from rdkit import Chem, RDLogger
 
 RDLogger.DisableLog("rdApp.*")
 
+# RDKit's parse time grows faster than the length (30,000 characters of rings: 5 s; 157 KB:
+# minutes), so longer strings are refused before RDKit sees them. The longest real SMILES
+# (large peptides, ChEMBL) are a few thousand characters. EMBEDKIT_MAX_SMILES_LENGTH
+# overrides it (read once, at import; worker processes inherit it).
+MAX_SMILES_ENV = "EMBEDKIT_MAX_SMILES_LENGTH"
+
+
+def _max_smiles_length() -> int:
+    import os
+
+    text = os.environ.get(MAX_SMILES_ENV, "").strip().replace("_", "")
+    return int(text) if text.isdigit() and int(text) > 0 else 10_000
+
+
+MAX_SMILES_LENGTH = _max_smiles_length()
+
 ATOMIC_NUMBERS = list(range(1, 119)) + ["misc"]
 CHIRAL_TAGS = [
     "CHI_UNSPECIFIED",
@@ -206,6 +222,11 @@ def parse_smiles(smiles: object) -> tuple[Chem.Mol | None, str]:
         return None, "empty SMILES"
     if "\0" in text:
         return None, f"SMILES contains a NUL byte at position {text.index(chr(0)) + 1}"
+    if len(text) > MAX_SMILES_LENGTH:
+        return None, (
+            f"SMILES of {len(text):,} characters, longer than the {MAX_SMILES_LENGTH:,} "
+            f"embedkit parses (set {MAX_SMILES_ENV} to raise the limit)"
+        )
     mol = Chem.MolFromSmiles(text)
     if mol is None:
         return None, f"RDKit could not parse SMILES {text[:80]!r}"
