@@ -337,6 +337,10 @@ def _poison(folder: Path, out: Path) -> Path:
     name = next(k for k in sorted(weights) if k.startswith("encoder.") and k.endswith("weight"))
     weights[name].fill_(float("nan"))
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    from embedkit.zoo import sha256_of  # saved so (a diverged run), not damaged afterwards
+
+    digest = sha256_of(out / "model.safetensors")
+    (out / "model.safetensors.sha256").write_text(f"{digest}  model.safetensors\n")
     return out
 
 
