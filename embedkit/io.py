@@ -141,12 +141,39 @@ def current_umask() -> int:
     return mask
 
 
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of `path` left beside it
+    (`.NAME.tmp-PID-…`, PID no longer running); a live writer's are kept."""
+    removed = []
+    prefix = f".{path.name}.tmp-"
+    if not path.parent.is_dir():
+        return removed
+    for temp in path.parent.iterdir():
+        if temp.name.startswith(prefix) and temp.is_file() and not _writer_alive(temp):
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
+def remove_stale_temp_files_in(folder: Path) -> list[Path]:
+    """`remove_stale_temp_files` for every output in `folder` (a resumed run's plates/)."""
+    if not Path(folder).is_dir():
+        return []
+    names = {
+        p.name[1:].split(".tmp-")[0]
+        for p in Path(folder).iterdir()
+        if p.name.startswith(".") and ".tmp-" in p.name and p.is_file()
+    }
+    return [t for n in sorted(names) for t in remove_stale_temp_files(Path(folder) / n)]
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+        prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=path.suffix, dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -217,11 +244,11 @@ def leftovers(folder: str | Path) -> list[Path]:
 
 def _writer_alive(path: Path) -> bool:
     """Whether the process named in a leftover's name still runs (then it is not stale)."""
-    digits = path.name.rsplit(".", 1)[-1].split("-")[1:2]
-    if not digits or not digits[0].isdigit():
+    found = re.search(r"\.(?:tmp|old)-(\d+)(?:-|$)", path.name)
+    if found is None:
         return False  # not written by this scheme: stale
     try:
-        os.kill(int(digits[0]), 0)
+        os.kill(int(found[1]), 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
@@ -317,6 +344,9 @@ def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = N
             f"use one of {', '.join(WRITE_SUFFIXES)}"
         )
     info = json.dumps(run_info or {}, sort_keys=True)
+    sidecar = path.with_name(path.name + ".json")
+    if suffix in (".csv", ".tsv") and sidecar.is_dir():  # checked before the table is written
+        raise InputError(f"{sidecar} is a folder, so the run information of {path} cannot go there")
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             _write_parquet(table, tmp, info)
@@ -326,7 +356,6 @@ def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = N
             _write_npz(table, tmp, info)
         else:
             _write_h5ad(table, tmp, run_info or {})
-    sidecar = path.with_name(path.name + ".json")
     if suffix in (".csv", ".tsv") and run_info:
         with atomic_path(sidecar) as tmp:
             tmp.write_text(info + "\n")

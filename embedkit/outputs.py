@@ -40,6 +40,12 @@ def check_output_file(path: str | Path, overwrite: bool = False) -> Path:
         raise InputError(f"{path} is a folder; give a file name (e.g. {path / 'out.parquet'})")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    sidecar = path.with_name(path.name + ".json")  # a CSV/TSV's run info goes beside it
+    if path.suffix.lower() in (".csv", ".tsv") and sidecar.is_dir():
+        raise InputError(
+            f"{sidecar} is a folder, but the run information of {path.name} is written there; "
+            "move it or choose another output name"
+        )
     _check_parents(path)
     return path
 

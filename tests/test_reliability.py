@@ -636,3 +636,91 @@ def test_a_table_of_10000_columns_is_carried_in_one_step(tmp_path, gin):
     assert line.startswith("1 rows in, 1 embedded"), line
     assert table.shape[1] == 10_000 + 4 + gin.embedding_dim
     assert table.columns[1] == "Metadata_c0" and table.Metadata_c9999[0] == "x"
+
+
+# §3 tracebacks left: each is one sentence, exit 2 --------------------------------------------
+
+
+def test_a_pickle_named_model_safetensors_is_one_sentence(tmp_path, tiny_model_dir):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.safetensors.sha256").unlink(missing_ok=True)
+    torch.save({"w": torch.zeros(2)}, folder / "model.safetensors")
+    (tmp_path / "in.csv").write_text("smiles\nCCO\n")
+    result = run_cli(
+        "embed-smiles", tmp_path / "in.csv", "-o", tmp_path / "o.csv", "-m", f"local-dir:{folder}"
+    )
+    assert result.exit_code == 2 and "not a readable safetensors file" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_output_paths_of_the_wrong_kind_are_one_sentence(tmp_path, tiny_model_dir):
+    """`-o` an existing folder named x.parquet; a CSV whose sidecar path is a folder (the CSV
+    was written, its sidecar was not); `embed-images -o EXISTING_FILE`; `--n-crops 0`."""
+    (tmp_path / "in.csv").write_text("smiles\nCCO\n")
+    (tmp_path / "x.parquet").mkdir()
+    (tmp_path / "o.csv.json").mkdir()
+    (tmp_path / "a_file").write_text("mine")
+    model = ["-m", f"local-dir:{tiny_model_dir}"]
+    for output, words in [("x.parquet", "is a folder"), ("o.csv", "o.csv.json is a folder")]:
+        result = run_cli("embed-smiles", tmp_path / "in.csv", "-o", tmp_path / output, *model)
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert result.output.count("\n") == 1
+    assert not (tmp_path / "o.csv").exists()  # refused before anything was written
+    result = run_cli("embed-images", tmp_path, "-o", tmp_path / "a_file")
+    assert result.exit_code == 2 and "a_file is a file" in result.output, result.output
+    result = run_cli("embed-images", tmp_path, "-o", tmp_path / "out", "--n-crops", "0")
+    assert result.exit_code == 2 and "--n-crops" in result.output, result.output
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def _write_killed(path: str) -> None:
+    """A child killed -9 while writing `path` through atomic_path."""
+    import signal
+
+    from embedkit.io import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(b"half a plate")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_runs_temp_files_are_removed_by_the_next_write(tmp_path):
+    from embedkit.io import atomic_path, remove_stale_temp_files_in
+
+    target = tmp_path / "plates" / "P1.parquet"
+    child = mp.get_context("fork").Process(target=_write_killed, args=(str(target),))
+    child.start()
+    child.join(30)
+    assert child.exitcode == -9
+    left = [p.name for p in target.parent.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".P1.parquet.tmp-")
+    with atomic_path(tmp_path / "plates" / "live.json") as tmp:  # a live writer's is kept
+        tmp.write_text("{}")
+        assert remove_stale_temp_files_in(target.parent)[0].name == left[0]
+        assert tmp.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["live.json"]
+
+
+def test_resume_from_a_pickle_checkpoint_is_one_sentence(tmp_path):
+    """A trainer's `--resume` from a pickle checkpoint.pt was an UnpicklingError traceback."""
+    import datetime
+
+    from PIL import Image
+    from test_train_image import TINY
+
+    from train.image_mae import main
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "f1").mkdir()
+    for stain in ("Hoechst", "ERSyto", "ERSytoBleed", "Ph_golgi", "Mito"):
+        image = rng.integers(0, 65535, (40, 40), dtype=np.uint16)
+        Image.fromarray(image).save(tmp_path / "f1" / f"{stain}.tif")
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"when": datetime.datetime(2020, 1, 1)}, out / "checkpoint.pt")  # not weights
+    argv = ["--data", str(tmp_path / "f1"), "--out", str(out), *TINY, "--steps", "1", "--resume"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2, result.output
+    assert "cannot resume from" in result.output and "train into a new --out" in result.output
+    assert "Traceback" not in result.output

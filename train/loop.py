@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -360,7 +361,14 @@ class _Loop:
             torch.save(state, tmp)
 
     def _load(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        state = torch.load(self.checkpoint, map_location=self.rt.device, weights_only=True)
+        try:
+            state = torch.load(self.checkpoint, map_location=self.rt.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ResumeRefused(
+                f"cannot resume from {self.checkpoint}: it is not a checkpoint this loop can "
+                f"read safely ({first[:120]}); train into a new --out"
+            ) from err
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ResumeRefused(
                 f"cannot resume from {self.checkpoint}: it is not a checkpoint of this "

@@ -91,7 +91,13 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     show_default=True,
     help="Non-overlapping tiles, the center crop, random crops, or the resized field.",
 )
-@click.option("--n-crops", default=4, show_default=True, help="Crops per site for random.")
+@click.option(
+    "--n-crops",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Crops per site for random.",
+)
 @batch_size_option(8, "Sites")
 @num_workers_option(
     "Image-decoding processes running beside the model.  [default: 0 on <= 2 cores (no "

@@ -36,7 +36,7 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import EmbedkitError, InputError, NothingEmbeddedError
 from embedkit.images.channels import ChannelPlan, plan_channels
-from embedkit.io import atomic_path, embeddings_frame
+from embedkit.io import atomic_path, embeddings_frame, remove_stale_temp_files_in
 from embedkit.outputs import (
     OutputExistsError,
     check_output_dir,
@@ -518,6 +518,7 @@ def embed_images(
     mine = [p for j, p in enumerate(plates) if j % options.shard[1] == options.shard[0]]
     run_info = run_settings(embedder, plan, options, cell_line)
     todo = check_plate_outputs(out_dir, mine, run_info, options)
+    remove_stale_temp_files_in(out_dir / "plates")  # a killed run's half-written plates
     results = []
     bar = tqdm(
         total=int(sites["plate"].isin(todo).sum()),
