@@ -62,7 +62,7 @@ def read_table(path: str | Path, keep_blank_rows: bool = False) -> pd.DataFrame:
         )
     try:
         if suffix == ".parquet":
-            table = pd.read_parquet(path)
+            table = read_parquet(path)
         else:
             table = _read_text_table(path, suffix, keep_blank_rows)
     except pd.errors.EmptyDataError as err:
@@ -72,6 +72,18 @@ def read_table(path: str | Path, keep_blank_rows: bool = False) -> pd.DataFrame:
     if table.shape[1] == 0:
         raise InputError(f"{path}: the file has no columns")
     return table
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, through pyarrow directly.
+
+    `pd.read_parquet` in a process that imported torch made about one run in three abort at
+    exit ("terminate called without an active exception", exit 134) after its work was
+    done (pandas 2.3, pyarrow 26, torch 2.14); `pyarrow.parquet.read_table(...).to_pandas()`
+    reads the same frame without it (benchmarks/bench_reliability.py found it)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
 
 
 def _read_text(path: Path) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import ChecksumError, IndexMismatchError, InputError
-from embedkit.io import atomic_dir, recover_dir
+from embedkit.io import atomic_dir, read_parquet, recover_dir
 from embedkit.retrieval.scoring import candidate_vectors, check_metric
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
@@ -256,7 +256,7 @@ class ProfileIndex:
                 )
         index = faiss.read_index(str(folder / INDEX_FILE))
         apply_search_params(index, manifest.get("search_params", {}))
-        metadata = pd.read_parquet(folder / METADATA_FILE)
+        metadata = read_parquet(folder / METADATA_FILE)
         if index.ntotal != len(metadata) or index.ntotal != manifest["count"]:
             raise ChecksumError(
                 f"{folder}: {index.ntotal} vectors, {len(metadata)} metadata rows and a "
