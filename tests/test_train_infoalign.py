@@ -225,6 +225,7 @@ def test_training_decreases_loss_and_writes_a_loadable_folder(tmp_path, graph_fi
         "README.md",
         "config.json",
         "model.safetensors",
+        "model.safetensors.sha256",
     }
 
 
