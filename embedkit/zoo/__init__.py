@@ -175,12 +175,11 @@ def _resolve_local(folder: Path) -> ResolvedModel:
     missing = [f for f in ("config.json", "model.safetensors") if not (folder / f).exists()]
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if "model.safetensors" in missing and pickles:
-        from embedkit.registry import converters
-
-        kinds = "|".join(converters())
+        names = _converters_for(folder)
+        kinds = names[0] if len(names) == 1 else "{" + "|".join(names) + "}"
         raise UntrustedFormatError(
             f"local-dir:{folder}: {pickles[0]} is a pickle checkpoint, which embedkit does not "
-            f"load; convert it: embedkit zoo convert {{{kinds}}} {folder / pickles[0]} -o OUT_DIR"
+            f"load; convert it: embedkit zoo convert {kinds} {folder / pickles[0]} -o OUT_DIR"
         )
     if missing:
         raise ModelNotFoundError(
@@ -284,3 +283,15 @@ def _fetch_from_hub(repo: str, revision: str, files: list[str], spec: str) -> Pa
     if len(folders) != 1:
         raise ModelNotFoundError(f"{repo}@{revision}: files resolved to different folders")
     return folders.pop()
+
+
+def _converters_for(folder: Path) -> list[str]:
+    """The converters of the folder's kind when its config.json names one, else all."""
+    from embedkit.registry import converters, get_kind
+
+    try:
+        architecture = json.loads((folder / "config.json").read_text()).get("architecture")
+        own = [c.name for c in get_kind(architecture).converters]
+    except Exception:  # no, unreadable or unknown config: offer every converter
+        own = []
+    return own or list(converters())
