@@ -392,3 +392,19 @@ def test_the_parser_choices_equal_the_library_lists():
     assert options.NORMALIZE_METHODS == tuple(NORMALIZERS)
     assert options.PRECISIONS == embedder.PRECISIONS
     assert options.ON_ERROR_CHOICES == jobs.ON_ERROR_CHOICES
+
+
+def test_ctrl_c_during_start_up_is_aborted_not_a_traceback(monkeypatch, capsys):
+    """The console script imports the CLI itself, so a Ctrl-C while importing is one line."""
+    import importlib
+
+    from embedkit import _entry
+
+    def interrupted(name, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "Aborted!\n"
