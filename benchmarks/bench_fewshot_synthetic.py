@@ -87,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--embed-dim", type=int, default=96)
     p.add_argument("--heads", type=int, default=3)
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--graph-weight", type=float, default=0.1, help="pretraining graph loss")
     p.add_argument("--threads", type=int, default=1)
@@ -95,8 +95,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     # fine-tuning
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=5)
+    p.add_argument(
+        "--finetune-batch-size",
+        type=int,
+        default=16,
+        help="fine-tuning batch (the paper's 72 is one step per epoch with 60 training sites)",
+    )
     p.add_argument(
         "--finetune-graph-weight",
         type=float,
@@ -136,6 +142,8 @@ def finetune_command(
         str(args.epochs),
         "--patience",
         str(args.patience),
+        "-b",
+        str(args.finetune_batch_size),
         "--device",
         "cpu",
         "--baselines",
