@@ -155,11 +155,14 @@ register(
         usage=(
             "# command line\n"
             "embedkit embed-images plate_dir/ -m {spec} -o embeddings/\n"
+            "# (a model with cell-line tokens also needs --cell-line NAME)\n"
             "\n# Python\n# crops: float (N, C, S, S), normalized per crop and channel\n"
             "import embedkit, torch\nmodel = embedkit.load({spec!r})\n"
             "spec = model.model  # channels, crop size, normalization\n"
             "crops = torch.randn(4, len(spec.channels), spec.crop_size, spec.crop_size)\n"
-            "embeddings = model.embed_crops(crops)  # (4, embedding_dim) float32\n"
+            "# with cell-line tokens: the line's embedding (any line of spec.cell_lines)\n"
+            "line = spec.cell_line_vector(min(spec.cell_lines)) if spec.cell_lines else None\n"
+            "embeddings = model.embed_crops(crops, line)  # (4, embedding_dim) float32\n"
         ),
         citation="ViT-S/16 for multi-channel microscopy, as in the seed paper on biological "
         "knowledge for de novo cell lines",
