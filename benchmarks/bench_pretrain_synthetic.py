@@ -25,13 +25,17 @@ Everything below runs the user's commands, in this order (the JSON records each 
    control sites. A logistic regression per split: k = 1 or 5 sites of each perturbation
    to train on, the rest to test, `--probe-seeds` random splits: perturbation top-1 /
    top-5 accuracy. The baseline is a RANDOMLY INITIALIZED encoder of the same
-   architecture (`--random-seeds` of them), probed the same way in the same run.
+   architecture (`--random-seeds` of them), probed the same way in the same run. Two
+   references that are not encoders say how much signal the sites hold: per-channel pixel
+   statistics of the raw field, and of the instance-normalized field the encoders see.
 4. Proposition 3.1 (`embedkit.graph.evidence`): on the per-perturbation mean features, the
    ratio of the mean distance between graph neighbours to that between non-neighbours, and
    the mean distance of a site to its perturbation's mean (relative to the overall spread),
-   on U2OS and on one pretraining plate, with and without the graph loss.
+   on U2OS and on one pretraining plate, with and without the graph loss; on the
+   control-standardized features of the probe and on the L2-normalized features as they
+   come (`unit`: the geometry the graph losses act on).
 5. Performance: sites/s of every run end to end (metrics.jsonl, first steps left out), peak
-   RSS of each training process (wait4; its loader worker included when larger), and in
+   RSS of each training process (ru_maxrss; its loader worker included when larger), and in
    this process for each method the DataLoader alone vs the training step alone (one
    batch held in memory) in bf16 autocast and fp32: is loading the bottleneck?
 
@@ -63,6 +67,8 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `train/` runs from a checkout (it is not in the wheel)
+    sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 PRETRAIN_LINES = ("HUVEC", "RPE", "HEPG2")
 DE_NOVO = "U2OS"
@@ -458,9 +464,12 @@ def evaluate(model, probe_sites: Sites, train_sites: Sites, graph, args) -> dict
             x = model(sites.fields)
         else:
             x = encode(model, sites, line or str(meta.Metadata_CellLine.iloc[0]))
-        x = standardize_on_controls(x, meta)
         treated = meta.Metadata_PertType.to_numpy() != NEGCON
         labels = meta[LABEL].to_numpy()[treated].astype(str)
+        # the geometry the graph losses act on: L2-normalized features as they come
+        unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out[f"prop31_{name}_unit_features"] = proposition_31(unit[treated], labels, graph)
+        x = standardize_on_controls(x, meta)
         if name == "u2os":
             out["probe"] = probe(x[treated], labels, shots, args.probe_seeds)
         out[f"prop31_{name}"] = proposition_31(x[treated], labels, graph)
@@ -575,6 +584,20 @@ def random_model(args, data: Path, method: str, tokens: bool, seed: int):
     return build_image_model(recipe, channels, aliases, table, dim)
 
 
+def random_twin(model):
+    """A randomly initialized model of `model`'s architecture, channels and cell lines."""
+    from embedkit.images.model import ImageModel
+
+    return ImageModel(
+        model.encoder.config,
+        model.channels,
+        model.channel_aliases,
+        model.crop_size,
+        model.normalization,
+        model.cell_lines,
+    )
+
+
 # -- performance in this process -------------------------------------------------------------
 
 
@@ -653,19 +676,22 @@ def fmt(p: dict, k: str, key: str) -> str:
 def table(result: dict) -> str:
     rows = [
         "| encoder (SIMULATED screen) | k=1 top-1 % | k=1 top-5 % | k=5 top-1 % | k=5 top-5 % "
-        "| nbr/non-nbr dist. U2OS | intra-pert. dist. U2OS | nbr/non-nbr train plate "
-        "| sites/s e2e | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| nbr/non-nbr U2OS | intra U2OS | nbr/non-nbr U2OS, unit | nbr/non-nbr train plate "
+        "| nbr/non-nbr train plate, unit | sites/s e2e | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["encoders"].items():
         p = r["probe"]
         t = r.get("training", {})
+        ratio = "neighbour_to_non_neighbour_distance"
         rows.append(
             f"| {name} | {fmt(p, 'k1', 'top1')} | {fmt(p, 'k1', 'top5')} | "
             f"{fmt(p, 'k5', 'top1')} | {fmt(p, 'k5', 'top5')} | "
-            f"{r['prop31_u2os']['neighbour_to_non_neighbour_distance']:.4f} | "
+            f"{r['prop31_u2os'][ratio]:.4f} | "
             f"{r['prop31_u2os']['intra_perturbation_distance_relative']:.4f} | "
-            f"{r['prop31_pretrain_plate']['neighbour_to_non_neighbour_distance']:.4f} | "
+            f"{r['prop31_u2os_unit_features'][ratio]:.4f} | "
+            f"{r['prop31_pretrain_plate'][ratio]:.4f} | "
+            f"{r['prop31_pretrain_plate_unit_features'][ratio]:.4f} | "
             f"{t.get('sites_per_s', '')} | {t.get('peak_rss_mb', '')} |"
         )
     return "\n".join(rows)
@@ -708,7 +734,7 @@ def merge_seeds(per_seed: list[dict]) -> dict:
                 vals = [s["probe"][k][key] for s in per_seed]
                 merged["probe"][k][key] = round(float(np.mean(vals)), 4)
                 merged["probe"][k][key + "_sd"] = round(float(np.std(vals)), 4)
-    for part in ("prop31_u2os", "prop31_pretrain_plate"):
+    for part in [k for k in merged if k.startswith("prop31_")]:
         for key in merged[part]:
             merged[part][key] = round(float(np.mean([s[part][key] for s in per_seed])), 4)
     merged["per_seed"] = [{k: v for k, v in s.items() if k != "per_seed"} for s in per_seed]
@@ -771,7 +797,16 @@ def main(argv=None) -> int:
         "lines": {"pretraining": list(PRETRAIN_LINES), "held_out": DE_NOVO},
     }
     print(f"work folder: {work}", flush=True)
-    if args.probe_only:
+    previous: dict = {}
+    if args.probe_only:  # keep what the earlier run measured; probe its models again
+        if args.out.is_file():
+            previous = json.loads(args.out.read_text())
+        for key in ("command", "settings", "data", "performance", "seconds"):
+            if key in previous:
+                result[key] = previous[key]
+        result["reprobed"] = {"command": result.pop("command", ""), "at": time.ctime()}
+        if "command" in previous:
+            result["command"] = previous["command"]
         meta = pd.read_csv(work / "synth" / "metadata.csv")
     else:
         meta = make_world(args, work, data, result)["meta"]
@@ -824,7 +859,14 @@ def main(argv=None) -> int:
         ]
         record(name, merge_seeds(per_seed))
 
-    if not args.probe_only:  # the pretraining runs
+    if args.probe_only:  # the earlier run's models, probed again
+        for name, earlier in previous.get("encoders", {}).items():
+            folder = work / "runs" / name.replace(" + ", "+") / "model"
+            if "training" in earlier and folder.is_dir():
+                model = ImageModel.from_pretrained(folder)
+                evaluated = evaluate(model, u2os, plate, graph, args)
+                record(name, {**evaluated, "training": earlier["training"]})
+    else:  # the pretraining runs
         runs = [(m, False, False) for m in methods] + variants
         for method, graph_on, tokens in runs:
             name = run_name(method, graph_on, tokens)
@@ -848,6 +890,11 @@ def main(argv=None) -> int:
             f"{model.encoder.config.cell_line_tokens}), not trained in this run"
         )
         record(f"zoo: {name}", evaluated)
+        per_seed = []
+        for seed in range(args.random_seeds):  # its baseline: the same architecture, untrained
+            torch.manual_seed(seed)
+            per_seed.append(evaluate(random_twin(model), u2os, plate, graph, args))
+        record(f"zoo: {name}, random init of its architecture", merge_seeds(per_seed))
 
     perf = {}
     if not args.probe_only:
@@ -865,7 +912,11 @@ def main(argv=None) -> int:
             **usage,
             **throughput(out, skip=5),
         }
-    result["seconds"] = round(time.perf_counter() - start, 1)
+    seconds = round(time.perf_counter() - start, 1)
+    if args.probe_only:
+        result["reprobed"]["seconds"] = seconds
+    else:
+        result["seconds"] = seconds
     write(result, args.out)
     print()
     print(
@@ -876,14 +927,14 @@ def main(argv=None) -> int:
         f"of {args.batch_size} sites; mean ± sd over {args.probe_seeds} splits"
     )
     print(table(result))
-    if perf:
+    if "performance" in result:
         print()
-        print(perf_table(perf))
+        print(perf_table(result["performance"]["per_method"]))
         e2e = result["performance"]["simclr_fp32_end_to_end"]
         print(
             f"\nsimclr end to end fp32 ({args.fp32_run_steps} steps): {e2e['sites_per_s']} sites/s"
         )
-    print(f"\n{result['seconds']:.0f} s; wrote {args.out}")
+    print(f"\n{seconds:.0f} s; wrote {args.out}")
     if tmp is not None:
         tmp.cleanup()
     return 0
