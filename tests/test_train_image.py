@@ -126,3 +126,19 @@ def test_a_run_killed_and_resumed_logs_each_record_once(tmp_path, plate, monkeyp
         return [(r["step"], r["loss"]) for r in read_metrics(tmp_path / run)]
 
     assert losses("cut") == losses("full") and [s for s, _ in losses("full")] == [1, 2, 3, 4, 5]
+
+
+def test_a_record_cut_short_by_a_crash_does_not_block_the_resume(tmp_path, plate):
+    """A crash in the middle of writing a metrics record leaves half a JSON line: the
+    resume drops it (the step is trained again and logged once), never a JSONDecodeError."""
+    args = ("--steps", "4")
+    assert _run(tmp_path / "full", plate, *args).exit_code == 0
+    cut = tmp_path / "cut"
+    assert _run(cut, plate, *args, "--max-steps", "2").exit_code == 0
+    metrics = cut / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 3, "lo')  # the crash mid-write
+    assert [r["step"] for r in read_metrics(cut)] == [1, 2]
+    resumed = _run(cut, plate, *args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    steps = [(r["step"], r["loss"]) for r in read_metrics(cut)]
+    assert steps == [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "full")]

@@ -217,7 +217,18 @@ def read_metrics(out: Path) -> list[dict]:
     path = Path(out) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in _whole_records(path)]
+
+
+def _whole_records(path: Path) -> list[str]:
+    """The lines of a metrics file, less a last line cut short by a crash mid-write."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return lines
 
 
 def config_options(config_class: type, helps: dict[str, str]):
@@ -390,9 +401,10 @@ class _Loop:
         """Drop the records after the checkpoint's step: the resumed run writes them again."""
         if not self.metrics_path.exists():
             return
-        lines = [ln for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
+        raw = self.metrics_path.read_text()
+        lines = _whole_records(self.metrics_path)
         kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
-        if len(kept) < len(lines):
+        if "".join(ln + "\n" for ln in kept) != raw:
             with atomic_path(self.metrics_path) as tmp:
                 tmp.write_text("".join(ln + "\n" for ln in kept))
 
