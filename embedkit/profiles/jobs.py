@@ -17,10 +17,10 @@ ANN_SUFFIXES = (".npz", ".h5ad")  # these writers keep only Emb_ columns as the 
 
 
 def read_profiles(path: Path) -> pd.DataFrame:
-    """A profile table by suffix, with numbers stored as text turned back into numbers."""
-    from embedkit.io import coerce_numeric_text, read_table
+    """A profile table by suffix, typed as pandas would (see `embedkit.profiles.reading`)."""
+    from embedkit.profiles.reading import read_profiles as read_typed
 
-    return coerce_numeric_text(read_table(path))
+    return read_typed(path)
 
 
 def run_info_with_step(path: Path, step: dict) -> dict:

@@ -8,11 +8,13 @@ None). Metadata columns and row order pass through unchanged.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_numeric_dtype
 
 from embedkit.errors import InputError
 from embedkit.profiles.features import infer_features, metadata_columns
@@ -188,11 +190,23 @@ def control_mask(table: pd.DataFrame, controls: str | None) -> np.ndarray:
         )
     mask = mask.to_numpy()
     if not mask.any():
-        raise InputError(
-            f"controls query {controls!r} selects no rows (CSV metadata is text: compare "
-            "with quoted values, e.g. \"Metadata_Dose == '0'\")"
-        )
+        raise InputError(f"controls query {controls!r} selects no rows{_kinds(table, controls)}")
     return mask
+
+
+def _kinds(table: pd.DataFrame, query: str) -> str:
+    """What the columns a query names hold, so that `== '0'` against numbers is spotted."""
+    kinds = []
+    for column in table.columns:
+        name = str(column)
+        present = table[column].dropna()
+        if present.empty or not re.search(rf"(?<![\w`]){re.escape(name)}(?![\w`])", query):
+            continue
+        value = present.iloc[0]
+        value = value.item() if isinstance(value, np.generic) else value  # 0, not np.int64(0)
+        kind = "numbers" if is_numeric_dtype(present) else "text"
+        kinds.append(f"{name} holds {kind} (e.g. {value!r})")
+    return f"; {', '.join(kinds)}" if kinds else ""
 
 
 def group_rows(table: pd.DataFrame, by: str | Sequence[str] | None) -> Groups:
