@@ -475,6 +475,7 @@ def embed_expression_file(
     from embedkit import __version__
     from embedkit.io import write_table
     from embedkit.outputs import check_output_file
+    from embedkit.provenance import input_fields
 
     start = time.perf_counter()
     output = check_output_file(output, overwrite)
@@ -487,6 +488,6 @@ def embed_expression_file(
         raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     adata = read_expression(expression)
     embedding = embed_expression(adata, method, dim, source=str(expression), **options)
-    run_info = {"embedkit_version": __version__, "input": str(expression), **embedding.info}
+    run_info = {"embedkit_version": __version__, **input_fields(expression), **embedding.info}
     write_table(embedding.table, output, run_info)
     return EmbedCellLinesSummary(embedding, time.perf_counter() - start, output)

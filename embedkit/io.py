@@ -344,10 +344,19 @@ def atomic_dir(folder: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = None) -> Path:
-    """Write by suffix, atomically. `run_info` (model id, revision, sha256…) travels with the
-    data: Parquet key-value metadata, AnnData `uns`, an npz `run_info` entry, or a sidecar
-    `<file>.json` for CSV/TSV."""
+def write_table(
+    table: pd.DataFrame,
+    path: str | Path,
+    run_info: dict | None = None,
+    features: list[str] | None = None,
+) -> Path:
+    """Write by suffix, atomically, with the run info (`embedkit.provenance.stamp`: model
+    id, revision, sha256s, software versions, portable input paths) travelling with the
+    data: Parquet key-value metadata and `df.attrs["embedkit"]` (so `pd.read_parquet` returns
+    it), AnnData `uns`, an npz `run_info` entry, or a sidecar `<file>.json` for CSV/TSV.
+    `features` are the matrix columns of .npz/.h5ad (default: `feature_names`)."""
+    from embedkit.provenance import stamp
+
     path = Path(path)
     suffix = _suffix(path)
     if suffix not in WRITE_SUFFIXES:
@@ -355,7 +364,8 @@ def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = N
             f"{path}: unsupported output format {suffix or '(no suffix)'!r}; "
             f"use one of {', '.join(WRITE_SUFFIXES)}"
         )
-    info = json.dumps(run_info or {}, sort_keys=True)
+    stamped = stamp(run_info)
+    info = json.dumps(stamped, sort_keys=True)
     sidecar = path.with_name(path.name + ".json")
     if suffix in (".csv", ".tsv") and sidecar.is_dir():  # checked before the table is written
         raise InputError(f"{sidecar} is a folder, so the run information of {path} cannot go there")
@@ -365,56 +375,72 @@ def write_table(table: pd.DataFrame, path: str | Path, run_info: dict | None = N
         elif suffix in (".csv", ".tsv"):
             table.to_csv(tmp, index=False, sep="," if suffix == ".csv" else "\t")
         elif suffix == ".npz":
-            _write_npz(table, tmp, info)
+            _write_npz(table, tmp, info, features)
         else:
-            _write_h5ad(table, tmp, run_info or {})
-    if suffix in (".csv", ".tsv") and run_info:
+            from embedkit.h5ad import write_h5ad
+
+            write_h5ad(table, tmp, features or feature_names(table), json.loads(info))
+    if suffix in (".csv", ".tsv"):
         with atomic_path(sidecar) as tmp:
             tmp.write_text(info + "\n")
-    elif suffix in (".csv", ".tsv") and sidecar.exists():
-        sidecar.unlink()  # an older run's provenance must not describe this file
     return path
 
 
-def split_features(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    feats = [c for c in table.columns if c.startswith(FEATURE_PREFIX)]
+def feature_names(table: pd.DataFrame) -> list[str]:
+    """The matrix columns of a table: the `Emb_` columns, else every numeric column not
+    starting with `Metadata_` (`PC_…`, CellProfiler features, any prefix)."""
+    found = [str(c) for c in table.columns if str(c).startswith(FEATURE_PREFIX)]
+    if found:
+        return found
+    from embedkit.profiles.features import infer_features
+
+    return infer_features(table)
+
+
+def split_features(
+    table: pd.DataFrame, features: list[str] | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(metadata frame, float32 matrix) of `features` (default: the `Emb_` columns)."""
+    feats = (
+        list(features)
+        if features is not None
+        else [c for c in table.columns if str(c).startswith(FEATURE_PREFIX)]
+    )
     return table.drop(columns=feats), table[feats].to_numpy(dtype=np.float32)
+
+
+# pandas (>= 2.1) restores `df.attrs` in pd.read_parquet from this schema metadata key;
+# pyarrow's to_pandas restores it from the attributes in its b"pandas" entry.
+PANDAS_ATTRS_KEY = b"PANDAS_ATTRS"
+ATTRS_KEY = "embedkit"
 
 
 def _write_parquet(table: pd.DataFrame, tmp: Path, info: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    frame = table.copy(deep=False)
+    frame.attrs = {ATTRS_KEY: json.loads(info)}
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(arrow.schema.metadata or {})
     metadata[b"embedkit"] = info.encode()
+    metadata[PANDAS_ATTRS_KEY] = json.dumps(frame.attrs).encode()
     pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
 
 
-def _write_npz(table: pd.DataFrame, tmp: Path, info: str) -> None:
-    meta, emb = split_features(table)
-    arrays = {"embeddings": emb, "run_info": np.array(info)}
+def _write_npz(table: pd.DataFrame, tmp: Path, info: str, features: list[str] | None) -> None:
+    names = features or feature_names(table)
+    meta, emb = split_features(table, names)
+    arrays = {
+        "embeddings": emb,
+        "run_info": np.array(info),
+        "feature_names": np.array(names, dtype=str),
+    }
     for column in meta.columns:
         values = meta[column].to_numpy()
         arrays[f"obs/{column}"] = values.astype(str) if values.dtype == object else values
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-
-
-def _write_h5ad(table: pd.DataFrame, tmp: Path, run_info: dict) -> None:
-    try:
-        import anndata
-    except ImportError as err:
-        raise InputError("writing .h5ad needs anndata: pip install 'embedkit[anndata]'") from err
-    meta, emb = split_features(table)
-    obs = meta.copy()
-    obs.index = obs.index.astype(str)
-    for column in obs.columns:
-        if obs[column].dtype == object:
-            obs[column] = obs[column].astype(str)
-    adata = anndata.AnnData(X=emb, obs=obs)
-    adata.uns["embedkit"] = {k: str(v) for k, v in run_info.items()}
-    adata.write_h5ad(tmp)
 
 
 def read_run_info(path: str | Path) -> dict:
@@ -429,6 +455,10 @@ def read_run_info(path: str | Path) -> dict:
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             return json.loads(str(data["run_info"]))
+    if suffix == ".h5ad":
+        from embedkit.h5ad import read_h5ad_run_info
+
+        return read_h5ad_run_info(path)
     sidecar = path.with_name(path.name + ".json")
     return json.loads(sidecar.read_text()) if sidecar.exists() else {}
 

@@ -71,8 +71,12 @@ def test_output_formats(tmp_path, model_arg, suffix):
         import anndata
 
         adata = anndata.read_h5ad(out)
-        assert adata.X.shape == (3, 16)
-        assert list(adata.obs["Metadata_name"]) == ["a", "b", "c"]
+        assert adata.X.shape == (2, 16)  # the invalid molecule is kept out of X…
+        assert list(adata.obs["Metadata_name"]) == ["a", "c"]
+        assert list(adata.var_names) == [f"Emb_{i:04d}" for i in range(16)]
+        invalid = adata.uns["embedkit_invalid"]  # …and listed with its position and reason
+        assert invalid["row"].tolist() == [1] and invalid["Metadata_name"].tolist() == ["b"]
+        assert "could not parse" in invalid["reason"].iloc[0]
         assert "model_id" in adata.uns["embedkit"]
 
 

@@ -388,18 +388,31 @@ def test_cli_normalize_keeps_run_info_and_writes_by_suffix(tmp_path):
             "controls": NEGCON,
             "by": ["Metadata_Plate"],
             "n_components": None,
+            "input": "wells.parquet",  # not the tmp folder's absolute path: it is outside cwd
+            "input_sha256": info["profile_steps"][0]["input_sha256"],
         }
     ]
+    assert len(info["profile_steps"][0]["input_sha256"]) == 64
 
 
-def test_cli_refuses_npz_for_pc_features_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("suffix", [".npz", ".h5ad"])
+def test_cli_writes_pc_features_as_the_matrix_of_npz_and_h5ad(tmp_path, suffix):
+    """TVN output (PC_ features) was refused for .npz/.h5ad; any prefix is the matrix."""
     source = tmp_path / "wells.parquet"
     plates().to_parquet(source)
-    out = tmp_path / "norm.npz"
+    out = tmp_path / f"norm{suffix}"
     result = CliRunner().invoke(normalize_cmd, [str(source), "-o", str(out), "--method", "tvn"])
-    assert result.exit_code == 2
-    assert "hold only Emb_" in result.output
-    assert not out.exists()
+    assert result.exit_code == 0, result.output
+    names = [f"PC_{i:04d}" for i in range(4)]
+    if suffix == ".npz":
+        with np.load(out, allow_pickle=False) as data:
+            assert data["embeddings"].shape == (36, 4)
+            assert data["feature_names"].tolist() == names
+    else:
+        import anndata
+
+        adata = anndata.read_h5ad(out)
+        assert adata.shape == (36, 4) and list(adata.var_names) == names
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):

@@ -15,6 +15,7 @@ from embedkit import __version__
 from embedkit.errors import InputError, NothingEmbeddedError
 from embedkit.io import embeddings_frame, read_table, write_table
 from embedkit.outputs import check_output_file, summary_line
+from embedkit.provenance import input_fields
 
 if TYPE_CHECKING:  # torch is imported where a model runs, not to parse a command line
     from embedkit.molecules.embedder import MoleculeEmbedder
@@ -230,7 +231,7 @@ def embed_smiles_file(
     run_info = {
         "embedkit_version": __version__,
         **embedder.run_info,
-        "input": str(input_path),
+        **input_fields(input_path),
         "smiles_column": column,
         "smiles_column_chosen": chosen.how,
         "renamed_columns": renamed,

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from embedkit.errors import InputError
 from embedkit.outputs import check_output_file, summary_line
-
-ANN_SUFFIXES = (".npz", ".h5ad")  # these writers keep only Emb_ columns as the matrix
 
 
 def read_profiles(path: Path) -> pd.DataFrame:
@@ -24,8 +21,10 @@ def read_profiles(path: Path) -> pd.DataFrame:
 
 
 def run_info_with_step(path: Path, step: dict) -> dict:
-    """The input's run info (model id, revision…) plus this step, so provenance travels."""
+    """The input's run info (model id, revision…) plus this step (with the input's
+    portable path and sha256), so provenance travels."""
     from embedkit.io import read_run_info
+    from embedkit.provenance import input_fields
 
     try:
         info = dict(read_run_info(path))
@@ -33,21 +32,15 @@ def run_info_with_step(path: Path, step: dict) -> dict:
         info = {}
     steps = info.get("profile_steps")
     steps = list(steps) if isinstance(steps, list) else []
-    info["profile_steps"] = [*steps, step]
+    info["profile_steps"] = [*steps, {**step, **input_fields(path)}]
     return info
 
 
 def write_profiles(table: pd.DataFrame, output: Path, feature_names: list[str], info: dict) -> None:
-    """Write atomically by suffix; .npz/.h5ad only for Emb_ features (their matrix layout)."""
+    """Write atomically by suffix; `feature_names` (any prefix) are the .npz/.h5ad matrix."""
     from embedkit.io import write_table
 
-    suffix = output.suffix.lower()
-    if suffix in ANN_SUFFIXES and not all(f.startswith("Emb_") for f in feature_names):
-        raise InputError(
-            f"{output}: {suffix} files hold only Emb_ feature columns and these features are "
-            f"named otherwise (e.g. {feature_names[0]}); write .parquet, .csv or .tsv"
-        )
-    write_table(table, output, run_info=info)
+    write_table(table, output, run_info=info, features=feature_names)
 
 
 @dataclass

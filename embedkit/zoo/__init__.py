@@ -128,6 +128,7 @@ class ResolvedModel:
             "model_id": self.model_id,
             "revision": self.revision,
             "weights_sha256": self.sha256.get("model.safetensors", ""),
+            "config_sha256": self.sha256.get("config.json", ""),
             "source": self.source,
         }
 
