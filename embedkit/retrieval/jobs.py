@@ -20,6 +20,7 @@ from embedkit.io import atomic_path, coerce_numeric_text, folder_lock, read_tabl
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.outputs import check_output_dir, check_output_file, summary_line
+from embedkit.provenance import input_fields
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
 from embedkit.retrieval.metrics import (
     RetrievalMetrics,
@@ -201,6 +202,7 @@ def retrieve_file(
     run_info = {
         "embedkit_version": __version__,
         **embedder.run_info,
+        **input_fields(queries_path),  # portable path + sha256 (embedkit.provenance)
         "index": str(index_dir),
         "feature_space": index.space.name,
         "metric": index.metric,
