@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import shared_data_dir
 from safetensors.torch import load_file
 
 import embedkit
@@ -35,7 +36,7 @@ from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = shared_data_dir() or REPO.parent / "shared" / "data"  # $EMBEDKIT_DATA_DIR first
 U2OS_SPLIT = SHARED / "rxrx1" / "u2os_data.csv"
 TINY_VIT = {"img_size": 32, "in_chans": 6, "depth": 1, "embed_dim": 48, "num_heads": 3}
 FAST = ["--epochs", "2", "--patience", "2", "--seeds", "1"]
@@ -165,7 +166,11 @@ def test_split_roles_read_from_a_file():
     np.testing.assert_array_equal(splits.roles[42], splits.roles[229])
 
 
-@pytest.mark.skipif(not U2OS_SPLIT.is_file(), reason="../shared/data/rxrx1 is not present")
+@pytest.mark.skipif(
+    not U2OS_SPLIT.is_file(),
+    reason="real data not present: rxrx1/u2os_data.csv (set EMBEDKIT_DATA_DIR or place "
+    "../shared/data)",
+)
 def test_the_papers_released_u2os_split_reads_as_a_one_shot_split():
     table = pd.read_csv(U2OS_SPLIT)
     roles = parse_roles(table["split1"], U2OS_SPLIT, "split1")
