@@ -74,17 +74,18 @@ def input_fields(path: str | Path, key: str = "input") -> dict[str, str]:
     return fields
 
 
-def _portable(value):
-    """A JSON value with every absolute path string made portable (recursively)."""
+def portable(value):
+    """A JSON value with every absolute path string made portable (recursively); also for
+    values written as data, such as `Metadata_Model` (`local-dir:/abs/vit` → `local-dir:vit`)."""
     if isinstance(value, str):
         found = _ABSOLUTE.match(value)
         if found and "\n" not in value:
             return (found["scheme"] or "") + portable_path(found["path"])
         return value
     if isinstance(value, dict):
-        return {str(k): _portable(v) for k, v in value.items()}
+        return {str(k): portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_portable(v) for v in value]
+        return [portable(v) for v in value]
     if isinstance(value, Path):
         return portable_path(value)
     return value
@@ -98,4 +99,4 @@ def stamp(run_info: dict | None) -> dict:
     versions = software_versions()
     info.setdefault("embedkit_version", versions["embedkit"])
     info["software"] = dict(versions)
-    return _portable(info)
+    return portable(info)

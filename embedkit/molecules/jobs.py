@@ -15,7 +15,7 @@ from embedkit import __version__
 from embedkit.errors import InputError, NothingEmbeddedError
 from embedkit.io import embeddings_frame, read_table, write_table
 from embedkit.outputs import check_output_file, summary_line
-from embedkit.provenance import input_fields
+from embedkit.provenance import input_fields, portable
 
 if TYPE_CHECKING:  # torch is imported where a model runs, not to parse a command line
     from embedkit.molecules.embedder import MoleculeEmbedder
@@ -216,7 +216,7 @@ def embed_smiles_file(
     meta, renamed = metadata_frame(table, column, id_column)
     own = pd.DataFrame(
         {
-            "Metadata_Model": embedder.run_info.get("model_id", ""),
+            "Metadata_Model": portable(embedder.run_info.get("model_id", "")),
             "Metadata_Valid": result.valid,
             "Metadata_Error": result.errors,
         },
