@@ -25,6 +25,7 @@ OPTIONAL = {
     "anndata": "the anndata extra, for .h5ad output",
     "scanpy": "the cell-lines extra, for cell-line embeddings from expression",
     "scvi-tools": "the scvi extra, for scVI cell-line embeddings",
+    "copairs": "the copairs extra, for evaluate map",
 }
 # declared although embedkit never imports them, each for a reason
 DECLARED_FOR_OTHERS = {
