@@ -140,7 +140,8 @@ def feature_columns(dim: int, prefix: str = FEATURE_PREFIX) -> list[str]:
 
 
 def embeddings_frame(metadata: pd.DataFrame, embeddings: np.ndarray) -> pd.DataFrame:
-    """Metadata columns first, then Emb_0000… (a Title-case prefix pycytominer can select)."""
+    """Metadata columns first, then Emb_0000… (pycytominer selects them with
+    `infer_cp_features(df, compartments=["Emb"])`; its `features="infer"` does not)."""
     features = pd.DataFrame(
         embeddings, columns=feature_columns(embeddings.shape[1]), index=metadata.index
     )
