@@ -14,6 +14,7 @@ from embedkit.cli.options import (
     features_option,
     friendly_errors,
     overwrite_option,
+    platemap_option,
     profile_output_option,
     split_columns,
 )
@@ -36,16 +37,24 @@ from embedkit.cli.options import (
     help="median is robust to outlier cells (pycytominer's default).",
 )
 @features_option
+@platemap_option
 @overwrite_option
 @friendly_errors
 def aggregate_cmd(
-    input_path: Path, output: Path, strata: str, method: str, features: str | None, overwrite: bool
+    input_path: Path,
+    output: Path,
+    strata: str,
+    method: str,
+    features: str | None,
+    platemap: Path | None,
+    overwrite: bool,
 ) -> None:
     """Aggregate IN into one profile per stratum (crop → site → well).
 
     Rows keep first-appearance order of their stratum; missing feature values are skipped
     per column. Metadata constant within every stratum is kept, the rest dropped;
     Metadata_Object_Count counts the rows aggregated (summed when IN already has it).
+    --platemap annotates the rows first, so its columns can be strata.
 
     \b
     Examples:
@@ -53,10 +62,17 @@ def aggregate_cmd(
           --strata Metadata_Plate,Metadata_Well,Metadata_Site
       embedkit aggregate sites.parquet -o wells.parquet
       embedkit aggregate cells.csv -o wells.csv --method mean --features 'Cells_*,Nuclei_*'
+      embedkit aggregate sites.parquet -o wells.parquet --platemap platemap.csv
     """
     from embedkit.profiles.jobs import aggregate_file
 
     summary = aggregate_file(
-        input_path, output, split_columns(strata), method, split_columns(features), overwrite
+        input_path,
+        output,
+        split_columns(strata),
+        method,
+        split_columns(features),
+        overwrite,
+        platemap=platemap,
     )
     click.echo(summary.line())

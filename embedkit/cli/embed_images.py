@@ -15,6 +15,7 @@ from embedkit.cli.options import (
     model_option_for,
     num_workers_option,
     overwrite_option,
+    platemap_option,
     precision_option,
     progress_option,
     show_progress,
@@ -124,6 +125,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     default=None,
     help="Table of cell-line embeddings (name column + values).",
 )
+@platemap_option
 @progress_option
 @overwrite_option
 @friendly_errors
@@ -147,6 +149,7 @@ def embed_images_cmd(
     resume,
     cell_line,
     cell_line_embeddings,
+    platemap,
     progress,
     overwrite,
 ) -> None:
@@ -159,6 +162,7 @@ def embed_images_cmd(
       embedkit embed-images phenix_site/ -o emb/ --channels ch5,ch4,ch3,ch2,ch1
       embedkit embed-images jump_site/ -o emb/ --channel-map DNA=ch5,RNA=ch3,AGP=ch2
         --drop-channel ER --drop-channel Mito          # the JUMP site with 3 of 5 channels
+      embedkit embed-images plate/ -o emb/ --platemap platemap.csv   # + what is in each well
     """
     from embedkit.api import load
     from embedkit.images.jobs import (
@@ -168,8 +172,10 @@ def embed_images_cmd(
         parse_shard,
     )
     from embedkit.outputs import check_output_dir
+    from embedkit.profiles.platemap import read_platemap
 
     check_output_dir(output, overwrite=True)  # a file named as OUT, before the model loads
+    plate_map = read_platemap(platemap) if platemap is not None else None  # before, too
     embedder = load(
         model, device=device, precision=precision, task="images", command="embed-images"
     )
@@ -188,6 +194,7 @@ def embed_images_cmd(
         drop_channels=tuple(drop_channel) + tuple(drop),
         progress=show_progress(progress),
         overwrite=overwrite,
+        platemap=plate_map,
     )
     summary = embed_image_folders(
         plate_dirs, embedder, output, options, layout, pattern, cell_line_embeddings

@@ -222,6 +222,18 @@ features_option = click.option(
     "starting with Metadata_]",
 )
 
+platemap_option = click.option(
+    "--platemap",
+    "platemap",
+    metavar="TABLE",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Plate map (.csv .tsv .parquet): what is in each well, joined on Metadata_Plate "
+    "(optional) and Metadata_Well as pycytominer's annotate does (plate_map_name and "
+    "well_position understood; Metadata_ added to other columns). Wells it does not list "
+    "keep empty metadata and are counted in the summary.",
+)
+
 
 def split_columns(text: str | None) -> list[str] | None:
     """'a, b,c' → ['a', 'b', 'c']; None stays None (the command's default)."""

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # torch is imported where a model runs, not to parse a comman
 
     from embedkit.images.discovery import PlateIndex
     from embedkit.images.embedder import ImageEmbedder
+    from embedkit.profiles.platemap import PlateMap, PlatemapReport
 
 LEVELS = ("crop", "site", "well")
 MANIFEST = "manifest.json"
@@ -73,6 +74,7 @@ class EmbedImagesOptions:
     progress: bool = False
     seed: int = 0
     overwrite: bool = False  # replace plates already in the output folder
+    platemap: PlateMap | None = None  # joined onto every plate's rows (read_platemap)
 
 
 def default_decode_workers() -> int:
@@ -330,6 +332,8 @@ def run_settings(
     if cell_line is not None:  # the vector used, wherever it came from (config or a table)
         vector = np.ascontiguousarray(cell_line.detach().cpu().numpy(), dtype=np.float32)
         settings["cell_line_embedding_sha256"] = hashlib.sha256(vector.tobytes()).hexdigest()
+    if options.platemap is not None:  # its file and sha256: other metadata, other output
+        settings["platemap"] = options.platemap.provenance
     return settings
 
 
@@ -448,6 +452,7 @@ class EmbedImagesSummary:
     seconds: float
     out_dir: Path
     problems: int = 0  # files discovery could not place (see `embedkit plates inspect`)
+    platemap: tuple[str, list[PlatemapReport]] | None = None  # file name, one per plate
 
     def line(self) -> str:
         done = [p for p in self.plates if not p.skipped]
@@ -469,6 +474,10 @@ class EmbedImagesSummary:
             if self.problems
             else "",
         ]
+        if self.platemap is not None and self.platemap[1]:
+            from embedkit.profiles.platemap import combine_reports
+
+            details.append(combine_reports(self.platemap[1]).note(self.platemap[0]))
         return summary_line(counts, self.seconds, self.out_dir, details, f"{rate:.1f} sites/s")
 
     def raise_if_nothing_embedded(self) -> None:
@@ -520,6 +529,7 @@ def embed_images(
     todo = check_plate_outputs(out_dir, mine, run_info, options)
     remove_stale_temp_files_in(out_dir / "plates")  # a killed run's half-written plates
     results = []
+    reports: list[PlatemapReport] = []
     bar = tqdm(
         total=int(sites["plate"].isin(todo).sum()),
         unit="site",
@@ -540,6 +550,12 @@ def embed_images(
             "invalid_sites": invalid,
             "seconds": round(time.perf_counter() - tick, 2),
         }
+        if options.platemap is not None:
+            from embedkit.profiles.platemap import annotate
+
+            table, report = annotate(table, options.platemap)
+            stats["platemap"] = report.record()
+            reports.append(report)
         write_plate(out_dir, plate, table, run_info, stats)
         results.append(
             PlateResult(
@@ -549,7 +565,12 @@ def embed_images(
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(out_dir, run_info, f"{options.shard[0] + 1}/{options.shard[1]}")
-    return EmbedImagesSummary(results, time.perf_counter() - start, out_dir, len(index.problems))
+    named = None
+    if options.platemap is not None:
+        named = (Path(options.platemap.provenance["file"]).name, reports)
+    return EmbedImagesSummary(
+        results, time.perf_counter() - start, out_dir, len(index.problems), named
+    )
 
 
 def embed_image_folders(

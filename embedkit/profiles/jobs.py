@@ -63,17 +63,28 @@ def aggregate_file(
     method: str = "median",
     features: list[str] | None = None,
     overwrite: bool = False,
+    platemap: str | Path | None = None,
 ) -> ProfileSummary:
-    """`embedkit aggregate`: one profile per stratum, written atomically."""
+    """`embedkit aggregate`: one profile per stratum, written atomically.
+
+    With `platemap`, the rows are annotated first (`embedkit.profiles.platemap`), so its
+    columns can be strata and those constant within a stratum are kept."""
     from embedkit.profiles.aggregate import OBJECT_COUNT, aggregate
     from embedkit.profiles.features import infer_features
+    from embedkit.profiles.platemap import annotate, read_platemap
 
     start = time.perf_counter()
     input_path, output = Path(input_path), check_output_file(output, overwrite)
+    plate_map = read_platemap(platemap) if platemap is not None else None
     table = read_profiles(input_path)
+    notes = []
+    step: dict = {"step": "aggregate", "strata": strata, "method": method}
+    if plate_map is not None:
+        table, report = annotate(table, plate_map)
+        notes.append(report.note(Path(platemap).name))
+        step["platemap"] = {**plate_map.provenance, **report.record()}
     out = aggregate(table, strata=strata, method=method, features=features)
     feats = [f for f in infer_features(table, features) if f not in strata]
-    step = {"step": "aggregate", "strata": strata, "method": method}
     write_profiles(out, output, feats, run_info_with_step(input_path, step))
     objects = int(out[OBJECT_COUNT].sum())
     return ProfileSummary(
@@ -81,6 +92,7 @@ def aggregate_file(
         f"{method} by {','.join(strata)}",
         time.perf_counter() - start,
         output,
+        notes,
     )
 
 
