@@ -11,7 +11,8 @@ The layout, the same for every command that writes .h5ad:
 * `var_names` are the feature names (`Emb_0000…`, `PC_0000…`, `Cells_AreaShape_Area`);
 * `obs` holds the `Metadata_` (and other non-feature) columns; `obs_names` name the row
   so that outputs of several plates concatenate (`anndata.concat`) without clashes:
-  `Plate/Well[/Site][/Crop]` when the table has `Metadata_Plate` and `Metadata_Well`,
+  `Plate/Well[/Site][/Crop]` when the table has `Metadata_Plate` and `Metadata_Well` (a
+  `/` inside a part becomes `_`: `U2OS-01_Plate1/B02/1`),
   else `Metadata_ID`, else the first metadata column whose values are all distinct, else
   `row<N>`; a name that repeats gets `#<N>` (its 1-based row) appended;
 * `uns["embedkit"]` is the run info (`embedkit.provenance.stamp`): strings, numbers and
@@ -39,15 +40,21 @@ def _text(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip()
 
 
+def _part(values: pd.Series) -> pd.Series:
+    """One part of a Plate/Well/Site name: a `/` inside it becomes `_` (as in the plate's
+    file name, `U2OS-01/Plate1` → `U2OS-01_Plate1`), so `/` only separates the parts."""
+    return _text(values).str.replace("/", "_", regex=False)
+
+
 def obs_names(meta: pd.DataFrame) -> pd.Index:
     """Row names that mean something outside this file (see the module docstring)."""
     n = len(meta)
     columns = [str(c) for c in meta.columns]
     if "Metadata_Plate" in columns and "Metadata_Well" in columns:
         keys = [k for k in NAME_KEYS if k in columns]
-        names = _text(meta[keys[0]])
+        names = _part(meta[keys[0]])
         for key in keys[1:]:
-            names = names + "/" + _text(meta[key])
+            names = names + "/" + _part(meta[key])
     elif ID_COLUMN in columns:
         names = _text(meta[ID_COLUMN])
     else:

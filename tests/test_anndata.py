@@ -126,6 +126,8 @@ def test_obs_names_prefer_plate_well_site_crop_then_id_then_a_unique_column():
         }
     )
     assert list(obs_names(both)) == ["P1/A01/1/0", "P1/A01/1/1"]
+    nested = both.assign(Metadata_Plate="U2OS-01/Plate1").drop(columns="Metadata_Crop")
+    assert list(obs_names(nested)) == ["U2OS-01_Plate1/A01/1#1", "U2OS-01_Plate1/A01/1#2"]
     assert list(obs_names(both.drop(columns="Metadata_Plate"))) == ["x", "y"]
     text = pd.DataFrame({"Metadata_SMILES": ["CCO", "CCN"], "Metadata_Valid": [True, True]})
     assert list(obs_names(text)) == ["CCO", "CCN"]
