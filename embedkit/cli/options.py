@@ -204,8 +204,9 @@ profile_output_option = click.option(
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output table; format from the suffix: .parquet .csv .tsv (.npz .h5ad for Emb_ "
-    "features). Written atomically; missing folders are created.",
+    help="Output table; format from the suffix: .parquet .csv .tsv .npz .h5ad (the features, "
+    "any prefix, as the matrix; .h5ad keeps invalid rows out of X, listed in uns). Written "
+    "atomically; missing folders are created.",
 )
 
 overwrite_option = click.option(
