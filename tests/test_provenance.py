@@ -140,6 +140,7 @@ def test_embed_images_plates_carry_provenance(tmp_path):
     assert info == read_run_info(plate)
     assert_software(info)
     assert info["config_sha256"] == sha256(Path(model) / "config.json")
+    assert info["input"] == "Plate1"  # the plate's image folder, by name (outside the cwd)
     assert str(tmp_path).encode() not in plate.read_bytes()
 
 

@@ -407,11 +407,29 @@ def check_plate_outputs(
     return [p for p, s in states.items() if not (keep and s == "complete")]
 
 
-def write_plate(out_dir: Path, plate: str, table: pd.DataFrame, run_info: dict, stats: dict):
+def plate_input(plate_sites: pd.DataFrame, plan: ChannelPlan) -> dict:
+    """`{"input": folder}`: the folder holding the plate's images, as a portable path
+    (`embedkit.provenance`: relative to the working folder, else its name)."""
+    from embedkit.provenance import portable_path
+
+    paths = [str(p) for c in plan.sources for p in plate_sites[c].dropna()]
+    return {"input": portable_path(os.path.commonpath(paths))} if paths else {}
+
+
+def write_plate(
+    out_dir: Path,
+    plate: str,
+    table: pd.DataFrame,
+    run_info: dict,
+    stats: dict,
+    inputs: dict | None = None,
+):
+    """The plate's table (its run info: `run_info` plus `inputs`, where its images are) and
+    its sidecar (`settings`: `run_info` alone, what `--resume` compares)."""
     from embedkit.io import write_table
 
     data, sidecar = plate_files(out_dir, plate)
-    write_table(table, data, run_info)
+    write_table(table, data, {**run_info, **(inputs or {})})
     record = {
         "plate": plate,
         "file": data.name,
@@ -556,7 +574,7 @@ def embed_images(
             table, report = annotate(table, options.platemap)
             stats["platemap"] = report.record()
             reports.append(report)
-        write_plate(out_dir, plate, table, run_info, stats)
+        write_plate(out_dir, plate, table, run_info, stats, plate_input(plate_sites, plan))
         results.append(
             PlateResult(
                 plate, len(table), len(plate_sites), invalid, reasons, time.perf_counter() - tick
