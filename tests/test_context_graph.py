@@ -37,7 +37,19 @@ SMILES = {
 }
 PERT = {k: f"BRD-K0000000{i}" for i, k in enumerate("ABCDH", start=1)}
 GENES = [f"G{i}" for i in range(1, 9)]
-CONFIG = GraphConfig(expression_top_fraction=0.05, expression_min_edges=0)
+# The first graph's rules, whose counts the tests below were written for; the defaults
+# (evaluation sets without annotations, every compound, mechanisms, gene signatures,
+# Tanimoto-in-scaffold similarity) have their own tests further down.
+CONFIG = GraphConfig(
+    expression_top_fraction=0.05,
+    expression_min_edges=0,
+    keep_eval_annotations=True,
+    all_compounds=False,
+    moa_edges=False,
+    gene_features=False,
+    molecule_similarity="cosine",
+)
+DEFAULTS = GraphConfig(expression_top_fraction=0.05, expression_min_edges=0)
 
 
 def inchikey(smiles: str) -> str:
@@ -173,7 +185,34 @@ def write_synthetic_data(root: Path) -> Path:
     pd.DataFrame({"smiles": [SMILES["G"], "not_a_smiles", SMILES["A"]], "y": [1, 2, 3]}).to_csv(
         root / "benchmarks/biogenadme/assays.csv.gz", index=False
     )
+    _write_orf(root)
     return root
+
+
+def _write_orf(root: Path) -> None:
+    """ORF signatures: PTGS2 (Entrez 5743, in the LINCS gene table) and CHRNA4 (1137, in
+    Hetionet's nodes only) over-expressed; 999 has no symbol; 7777's only hit is imputed."""
+    pd.DataFrame(
+        {
+            "entrez_gene_id": [5743, 101, 102, 103, 104],
+            "status": ["imputed", "measured", "measured", "measured", "imputed"],
+            "symbol": ["PTGS2", "L1", "L2", "L3", "IMP"],
+        }
+    ).to_csv(root / "profiles/lincs_consensi_genes.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {"id": ["Gene::1137", "Gene::7777", "Compound::DB1"], "name": ["CHRNA4", "X7", "c"]}
+    ).assign(kind=["Gene", "Gene", "Compound"]).to_csv(
+        root / "kg/hetionet_v1.0_nodes.tsv", sep="\t", index=False
+    )
+    pd.DataFrame(
+        {
+            "perturbagen": [5743, 5743, 1137, 999, 7777],
+            "entrez_gene_id": [101, 103, 102, 101, 104],
+            "z_score": [4.0, -6.0, 5.0, 4.5, 7.0],
+            "symbol": ["L1", "L3", "L2", "L1", "IMP"],
+            "status": ["measured", "measured", "measured", "measured", "imputed"],
+        }
+    ).to_csv(root / "profiles/lincs_orf_overexpression_signif.tsv", sep="\t", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -375,17 +414,18 @@ def test_build_graph_cli(synthetic, tmp_path):
     assert "node molecule" in result.output
     summary = json.loads((tmp_path / "g.json").read_text())["summary"]
     # An excluded benchmark's molecules leave the graph whatever their source: naphthalene
-    # (Broad6K only) and nicotine (also a JUMP-Target compound, with a target edge).
-    assert summary["nodes"]["molecule"] == 5
+    # (Broad6K only) and nicotine (also a JUMP-Target compound, with a target edge); the
+    # defaults add H (LINCS only): 7 - 2 + 1.
+    assert summary["nodes"]["molecule"] == 6
     assert summary["edges"].get("mol-gene:target", 0) < full_target_edges(synthetic)
 
 
-def test_held_out_molecules_leave_with_their_profiles(synthetic, tmp_path):
+def test_held_out_molecules_leave_with_their_profiles(default_graph, tmp_path):
     """--exclude-molecules (zero-shot folds): caffeine goes with its CMEA Cell Painting and
     L1000 profiles and its A375 profiles; nothing else changes."""
     from train.infoalign import cli
 
-    root, full = synthetic
+    root, full = Path(default_graph.meta["data_dir"]), default_graph
     held = tmp_path / "heldout.csv"
     pd.DataFrame({"Metadata_InChIKey": [f"InChIKey={inchikey(SMILES['B'])}"]}).to_csv(held)
     result = CliRunner().invoke(
@@ -430,13 +470,19 @@ def test_real_data_graph_is_sane():
         pytest.skip("real data not found: set EMBEDKIT_DATA_DIR to the shared data folder")
     graph = build_context_graph(root)
     s = graph.summary()
-    assert 8_000 < s["nodes"]["molecule"] < 20_000
+    assert 15_000 < s["nodes"]["molecule"] < 25_000  # every LINCS and Hub compound
     assert s["nodes"]["cp_cmea_u2os"] == 100 and s["nodes"]["l1000_cmea_u2os"] == 100
     assert 250 < s["nodes"]["cp_lincs_a549"] <= 360 and 250 < s["nodes"]["l1000_lincs_a375"] < 377
     assert 1_000 < s["nodes"]["gene"] < 10_000
     assert s["edges"]["mol-profile"] == sum(
-        s["nodes"][t] for t in s["nodes"] if t not in ("molecule", "gene")
+        s["nodes"][t] for t in s["nodes"] if t not in ("molecule", "gene", "moa")
     )
+    assert s["nodes"]["moa"] > 500 and s["edges"]["mol-moa"] > 3_000
+    assert s["spaces"]["l1000_orf"]["nodes"] > 1_500 and s["spaces"]["l1000_orf"]["dim"] == 978
+    record = graph.meta["eval_annotation_exclusion"]
+    assert record["applied"] and record["target_edges_removed"] > 1_000
+    assert record["assay_files"]["benchmarks/chembl2k/assays.csv.gz"]["in_graph"] > 2_000
+    assert graph.meta["molecule_similarity"]["threshold"] >= 0.8
     assert s["edges"]["gene-gene"] > 5_000 and s["edges"]["mol-gene:target"] > 5_000
     assert s["edges"]["sim:morgan"] > 1_000
     assert len(set(graph.node_key.tolist())) == graph.num_nodes
@@ -457,3 +503,155 @@ def test_molecule_keys_fall_back_to_smiles_row_by_row():
     )
     assert molecule_keys(table) == {inchikey(SMILES[k])[:14] for k in "AB"}
     assert molecule_keys(pd.DataFrame({"smiles": ["[*]CC", "not a smiles"]})) == set()
+
+
+@pytest.fixture(scope="module")
+def default_graph(synthetic) -> ContextGraph:
+    return build_context_graph(synthetic[0], DEFAULTS)
+
+
+def _edge_set(graph: ContextGraph, kind: str) -> set[tuple[str, str]]:
+    code = graph.meta["edge_types"].index(kind)
+    keys = graph.node_key
+    return {
+        tuple(sorted((str(keys[a]), str(keys[b]))))
+        for a, b, t in zip(graph.src, graph.dst, graph.edge_type, strict=True)
+        if t == code
+    }
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def _mkey(letter: str) -> str:
+    return f"molecule:{inchikey(SMILES[letter])[:14]}"
+
+
+def test_evaluation_molecules_lose_their_target_and_mechanism_edges_by_default(
+    synthetic, default_graph
+):
+    """Aspirin is a Biogen molecule and nicotine a Broad6K one: their Repurposing Hub and
+    JUMP-Target annotations would be benchmark labels, so they go; the molecules stay."""
+    _, full = synthetic
+    targets = _edge_set(default_graph, "mol-gene:target")
+    assert targets == {
+        _pair(_mkey("D"), "gene:PTGS2"),
+        _pair(_mkey("B"), "gene:ADORA1"),
+    }
+    assert _pair(_mkey("A"), "gene:PTGS1") in _edge_set(full, "mol-gene:target")
+    moa = _edge_set(default_graph, "mol-moa")
+    assert {m for pair in moa for m in pair if m.startswith("molecule:")} == {
+        _mkey("B"),
+        _mkey("C"),
+        _mkey("D"),
+    }
+    assert {_mkey("A"), _mkey("E")} <= set(default_graph.node_key)
+    record = default_graph.meta["eval_annotation_exclusion"]
+    assert record["applied"] and record["target_edges_removed"] == 3
+    assert record["moa_edges_removed"] == 1 and record["molecules_that_lost_edges"] == 2
+    assert record["assay_files"]["benchmarks/biogenadme/assays.csv.gz"] == {
+        "molecules": 2,
+        "in_graph": 2,
+    }
+    assert "benchmarks/broad6k/structure.csv.gz" in default_graph.meta["files"]
+
+
+def test_training_without_a_graph_builds_the_excluding_one(synthetic, tmp_path):
+    """`train.infoalign train` without --graph builds with the defaults: no leak."""
+    from train.distributed import setup_runtime
+    from train.infoalign import prepare_graph
+
+    graph, path = prepare_graph(
+        None, str(synthetic[0]), tmp_path, setup_runtime(1), log=lambda _m: None
+    )
+    assert path == tmp_path / "context_graph.npz"
+    assert graph.meta["eval_annotation_exclusion"]["applied"]
+    assert _pair(_mkey("A"), "gene:PTGS1") not in _edge_set(graph, "mol-gene:target")
+
+
+def test_exclusion_options_and_the_card(synthetic, tmp_path):
+    """--exclude-assays adds a file (caffeine loses ADORA1); --keep-eval-annotations keeps
+    every edge; the card says which."""
+    from train.infoalign import cli
+    from train.model_card import _exclusions
+
+    root, _ = synthetic
+    extra = tmp_path / "tox.csv"
+    pd.DataFrame({"SMILES": [SMILES["B"]], "task": [1]}).to_csv(extra, index=False)
+    runner = CliRunner()
+    out = tmp_path / "g.npz"
+    args = ["build-graph", "--data-dir", str(root), "--out", str(out)]
+    result = runner.invoke(cli, [*args, "--exclude-assays", str(extra), "--top-expression", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "evaluation sets: 3 molecules of" in result.output
+    graph = ContextGraph.load(out)
+    assert _edge_set(graph, "mol-gene:target") == {_pair(_mkey("D"), "gene:PTGS2")}
+    assert graph.meta["config"]["exclude_assays"] == [str(extra.resolve())]
+    card = "\n".join(_exclusions(graph))
+    assert "No target or mechanism-of-action edges" in card and str(extra) in card
+
+    result = runner.invoke(cli, [*args, "--keep-eval-annotations"])
+    assert result.exit_code == 0, result.output
+    graph = ContextGraph.load(out)
+    assert _pair(_mkey("A"), "gene:PTGS1") in _edge_set(graph, "mol-gene:target")
+    assert "KEEP" in result.output and "kept their target" in "\n".join(_exclusions(graph))
+
+
+def test_gene_nodes_carry_orf_l1000_signatures(default_graph):
+    space = default_graph.spaces["l1000_orf"]
+    assert space.spec.columns == ["L1", "L2", "L3"]  # measured landmarks only
+    rows = {
+        g: space.values[space.node_rows[_node(default_graph, f"gene:{g}")]]
+        for g in ("PTGS2", "CHRNA4")
+    }
+    # min–max per column over the two genes: PTGS2 (4, 0, −6), CHRNA4 (0, 5, 0)
+    np.testing.assert_allclose(rows["PTGS2"], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(rows["CHRNA4"], [0.0, 1.0, 1.0])
+    assert (space.node_rows >= 0).sum() == 2  # 999: no symbol; 7777: imputed hits only
+    assert "gene:X7" not in set(default_graph.node_key)
+    assert default_graph.summary()["spaces"]["l1000_orf"] == {"dim": 3, "nodes": 2}
+
+
+def test_every_compound_is_a_node_by_default(synthetic, default_graph):
+    """H (benzoic acid) is in LINCS only: absent from the first graph, present now."""
+    assert _mkey("H") in set(default_graph.node_key)
+    assert _mkey("H") not in set(synthetic[1].node_key)
+    assert default_graph.meta["molecule_sources"]["lincs"] == 4
+
+
+def test_tanimoto_block_edges_follow_the_budget():
+    from train.similarity import tanimoto_block_edges
+
+    bits = np.zeros((6, 8), np.uint8)
+    bits[0, :4] = bits[1, :4] = 1  # identical: Tanimoto 1
+    bits[2, :3] = 1  # 3/4 with rows 0 and 1
+    bits[3, :4] = 1  # identical to 0 and 1, but in another block
+    bits[4, 4:] = bits[5, 4:6] = 1  # 0.5
+    blocks = [np.array([0, 1, 2]), np.array([3]), np.array([4, 5])]
+    i, j, w, t = tanimoto_block_edges(bits, blocks, sparsity=0.0, min_threshold=0.5)
+    assert t == 0.5 and set(zip(i.tolist(), j.tolist(), strict=True)) == {
+        (0, 1),
+        (0, 2),
+        (1, 2),
+        (4, 5),
+    }
+    np.testing.assert_allclose(sorted(w), [0.5, 0.75, 0.75, 1.0])
+    i, j, w, t = tanimoto_block_edges(bits, blocks, sparsity=0.995, min_threshold=0.5)
+    assert t == pytest.approx(0.99) and list(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1)]
+    i, j, w, t = tanimoto_block_edges(bits, blocks, sparsity=0.5, min_threshold=0.5)
+    assert t == pytest.approx(0.75) and len(i) == 3  # the median of (1, .75, .75, .5), edges ≥ it
+
+
+def test_profile_fraction_keeps_a_seeded_share(synthetic):
+    root, full = synthetic
+    config = GraphConfig.from_dict({**CONFIG.to_dict(), "profile_fraction": 0.5})
+    half = build_context_graph(root, config)
+    n_full = sum(v for k, v in full.summary()["nodes"].items() if k not in ("molecule", "gene"))
+    n_half = sum(v for k, v in half.summary()["nodes"].items() if k not in ("molecule", "gene"))
+    assert n_half == 8 and n_full == 12  # each set of 3 profiles keeps round(1.5) = 2
+    again = build_context_graph(root, config)
+    assert again.node_key.tolist() == half.node_key.tolist()
+    assert GraphConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="profile_fraction"):
+        GraphConfig(profile_fraction=0.0)

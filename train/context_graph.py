@@ -1,17 +1,26 @@
 """InfoAlign's cellular context graph, built from the public files of a data directory.
 
-Nodes: molecules (Morgan target), Cell Painting profiles (one feature space per dataset,
-because CellProfiler feature sets differ), L1000 profiles (one shared space keyed by gene
-symbol) and genes. Genes carry **no feature vector** here (no CRISPR/ORF profiles are
-available): they are walk-through nodes that connect molecules sharing targets or
-regulated genes. Edges (undirected, weight in (0, 1]):
+Nodes: molecules (Morgan target; every LINCS compound and Repurposing Hub sample, plus the
+benchmark structures), Cell Painting profiles (one feature space per dataset, because
+CellProfiler feature sets differ), L1000 profiles (one shared space keyed by gene symbol),
+genes and mechanisms of action. Genes over-expressed in LINCS (ORF) carry their L1000
+consensus signature (space `l1000_orf`), as the paper's genes carry CRISPR/ORF morphology;
+the other genes and the mechanisms are walk-through nodes. Edges (undirected, weight in
+(0, 1]):
 
-* perturbation edges, weight 1: molecule–profile, molecule–target gene, molecule–gene for
-  the top fraction of |L1000 z| entries (the paper's "top 1 %"), gene–gene interactions;
-* similarity edges inside one feature space: cosine ≥ 0.8 *and* among the top 0.5 % of
-  pairs (the paper's 99.5 % sparsity rule); weight = cosine. Molecules compare ECFP4
-  (radius 2) bits, as the reference does; profiles compare column-standardized vectors
-  (cosine of [0, 1]-scaled vectors would call almost every pair similar).
+* perturbation edges, weight 1: molecule–profile, molecule–target gene, molecule–mechanism,
+  molecule–gene for the top fraction of |L1000 z| entries (the paper's "top 1 %"),
+  gene–gene interactions;
+* similarity edges inside one feature space (`train.similarity`): molecules by Tanimoto on
+  ECFP4 inside Murcko scaffold blocks with the 99.5 % sparsity budget (the reference's
+  rule); profiles and gene signatures by cosine ≥ 0.8 *and* among the top 0.5 % of pairs,
+  on column-standardized vectors.
+
+**Evaluation sets.** Molecules of every table under `benchmarks/` (and of
+`exclude_assays`) keep their structure but get no target or mechanism edges: for ChEMBL2K
+those edges are its labels. `meta["eval_annotation_exclusion"]` records what was removed;
+`keep_eval_annotations` turns this off. `exclude_benchmarks` removes a benchmark's
+molecules entirely.
 
 The reference code weights expression edges by the raw |z| (often > 1); we follow the
 paper's text instead (perturbation edges weigh 1, every weight in (0, 1]).
@@ -26,6 +35,7 @@ similarity edges in `train.similarity`; this module assembles the graph and stor
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,29 +43,36 @@ from pathlib import Path
 import numpy as np
 
 from embedkit.data_dir import resolve_data_dir
+from embedkit.evaluation.splits import scaffold_groups
 from embedkit.io import atomic_path
 from embedkit.molecules.feature_spaces import PROFILE, FeatureSpaceSpec
 from embedkit.profiles.normalize import standardize
-from train.similarity import fingerprints, similarity_edges
+from train.similarity import fingerprints, similarity_edges, tanimoto_block_edges
 from train.sources import (
     L1000_SPACE,
     MoleculeIndex,
     ProfileSet,
+    assay_keys,
     excluded_keys,
     file_records,
     locate_files,
     lookup_tables,
     read_a549,
+    read_all_compounds,
     read_benchmarks,
     read_cmea,
     read_gene_pairs,
     read_l1000_plate,
+    read_moa,
+    read_orf_signatures,
     read_targets,
 )
 
 MOLECULE = "molecule"
 GENE = "gene"
+MOA = "moa"
 MORGAN_SPACE = "morgan"
+GENE_SPACE = "l1000_orf"  # gene nodes: L1000 consensus signature of the gene's ORF
 
 
 @dataclass(frozen=True)
@@ -64,21 +81,49 @@ class GraphConfig:
 
     morgan_radius: int = 4  # decoder target, as InfoAlign's released checkpoint (1024 bits)
     morgan_bits: int = 1024
-    similarity_radius: int = 2  # ECFP4 for molecule–molecule cosine (reference: radius 2)
+    similarity_radius: int = 2  # ECFP4 for molecule–molecule similarity (reference: radius 2)
     sim_threshold: float = 0.8
     sim_sparsity: float = 0.995
+    # "tanimoto-scaffold": the reference's rule (Tanimoto inside Murcko scaffold blocks,
+    # 99.5 % sparsity budget); "cosine": cosine over all pairs (this project's first rule).
+    molecule_similarity: str = "tanimoto-scaffold"
     expression_top_fraction: float = 0.01
     expression_min_edges: int = 1000
     exclude_benchmarks: tuple[str, ...] = ()
     # InChIKey-14s held out of pretraining (zero-shot retrieval folds), whatever their source.
     exclude_molecules: tuple[str, ...] = ()
+    # Evaluation-set molecules get no target/mechanism edges unless this is set: those
+    # annotations are (or predict) the labels of the benchmarks.
+    keep_eval_annotations: bool = False
+    exclude_assays: tuple[str, ...] = ()  # more assay files, besides DATA/benchmarks/**
+    all_compounds: bool = True  # every LINCS compound and Repurposing Hub sample is a node
+    moa_edges: bool = True  # molecule–mechanism-of-action nodes (Repurposing Hub)
+    gene_features: bool = True  # ORF over-expression L1000 signatures on gene nodes
+    profile_fraction: float = 1.0  # keep this share of profile nodes (learning curves)
+    subsample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.molecule_similarity not in ("tanimoto-scaffold", "cosine"):
+            raise ValueError(
+                f"molecule_similarity must be 'tanimoto-scaffold' or 'cosine', "
+                f"got {self.molecule_similarity!r}"
+            )
+        if not 0.0 < self.profile_fraction <= 1.0:
+            raise ValueError(f"profile_fraction must be in (0, 1], got {self.profile_fraction}")
 
     def to_dict(self) -> dict:
         return {
             **asdict(self),
             "exclude_benchmarks": list(self.exclude_benchmarks),
             "exclude_molecules": sorted(self.exclude_molecules),
+            "exclude_assays": list(self.exclude_assays),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GraphConfig:
+        """The inverse of `to_dict` (unknown keys refused by the constructor)."""
+        tuples = ("exclude_benchmarks", "exclude_molecules", "exclude_assays")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
 
 
 @dataclass
@@ -243,7 +288,7 @@ def build_context_graph(
     """Read every source found in `data_dir` and assemble the context graph."""
     config = config or GraphConfig()
     root = resolve_data_dir(data_dir)
-    files = locate_files(root, config.exclude_benchmarks)
+    files = locate_files(root, config.exclude_benchmarks, config.exclude_assays)
     index = MoleculeIndex(lookup_tables(files))
     profiles = read_cmea(files, index)
     if "a549" in files:
@@ -251,6 +296,9 @@ def build_context_graph(
     if "a375" in files:
         profiles.append(read_l1000_plate(files["a375"], index))
     targets = read_targets(files, index)
+    moa = read_moa(files, index) if config.moa_edges else []
+    if config.all_compounds:
+        read_all_compounds(files, index)
     read_benchmarks(files, index)
 
     excluded = excluded_keys(files) | set(config.exclude_molecules)
@@ -270,13 +318,21 @@ def build_context_graph(
     ]
     expression = [(m, g) for m, g in expression if m in mol_id]
     targets = [(m, g) for m, g in targets if m in mol_id]
-    genes = sorted({g for _, g in targets} | {g for _, g in expression})
-    profiles = [_only_molecules(ps, mol_id) for ps in profiles]
+    moa = [(m, a) for m, a in moa if m in mol_id]
+    targets, moa, exclusion = _without_eval_annotations(files, config, targets, moa, mol_id)
+    orf = read_orf_signatures(files) if config.gene_features else None
+    orf_genes = [] if orf is None else list(orf.index)
+    genes = sorted({g for _, g in targets} | {g for _, g in expression} | set(orf_genes))
+    mechanisms = sorted({a for _, a in moa})
+    profiles = [_subsample(_only_molecules(ps, mol_id), config) for ps in profiles]
 
-    node_types = [MOLECULE, GENE] + sorted({ps.node_type for ps in profiles})
-    types = [MOLECULE] * len(mol_keys) + [GENE] * len(genes)
+    node_types = [MOLECULE, GENE] + ([MOA] if mechanisms else [])
+    node_types += sorted({ps.node_type for ps in profiles})
+    types = [MOLECULE] * len(mol_keys) + [GENE] * len(genes) + [MOA] * len(mechanisms)
     keys = [f"{MOLECULE}:{k}" for k in mol_keys] + [f"{GENE}:{g}" for g in genes]
+    keys += [f"{MOA}:{a}" for a in mechanisms]
     gene_id = {g: len(mol_keys) + i for i, g in enumerate(genes)}
+    moa_id = {a: len(mol_keys) + len(genes) + i for i, a in enumerate(mechanisms)}
     offsets = []
     for ps in profiles:
         offsets.append(len(types))
@@ -285,26 +341,36 @@ def build_context_graph(
     n = len(types)
 
     space_names = [MORGAN_SPACE] + sorted({ps.space for ps in profiles})
-    edge_types = ["mol-profile", "mol-gene:target", "mol-gene:expression", "gene-gene"] + [
-        f"sim:{s}" for s in space_names
-    ]
+    edge_types = ["mol-profile", "mol-gene:target", "mol-gene:expression", "gene-gene"]
+    edge_types += ["mol-moa"] if mechanisms else []
+    edge_types += [f"sim:{s}" for s in space_names]
+    edge_types += [f"sim:{GENE_SPACE}"] if orf_genes else []
     edges = _EdgeList(edge_types)
     for ps, off in zip(profiles, offsets, strict=True):
         edges.add("mol-profile", [mol_id[m] for m in ps.molecules], off + np.arange(len(ps.keys)))
     for kind, pairs in (("mol-gene:target", targets), ("mol-gene:expression", expression)):
         edges.add(kind, [mol_id[m] for m, _ in pairs], [gene_id[g] for _, g in pairs])
+    if mechanisms:
+        edges.add("mol-moa", [mol_id[m] for m, _ in moa], [moa_id[a] for _, a in moa])
     gg = read_gene_pairs(files)
     gg = gg[gg.a.isin(gene_id) & gg.b.isin(gene_id)]
     edges.add("gene-gene", gg.a.map(gene_id), gg.b.map(gene_id))
 
     spaces = {MORGAN_SPACE: _morgan_space(morgan, n, config)}
-    i, j, s = similarity_edges(ecfp, config.sim_threshold, config.sim_sparsity)
-    edges.add(f"sim:{MORGAN_SPACE}", i, j, s)
+    similarity = _molecule_similarity(ecfp, [index.molecules[k] for k in mol_keys], config)
+    edges.add(f"sim:{MORGAN_SPACE}", *similarity[:3])
     for name in space_names[1:]:
         members = [(ps, off) for ps, off in zip(profiles, offsets, strict=True) if ps.space == name]
         spaces[name], nodes, raw = _profile_space(name, members, n)
         i, j, s = similarity_edges(_zscores(raw), config.sim_threshold, config.sim_sparsity)
         edges.add(f"sim:{name}", nodes[i], nodes[j], s)
+    if orf_genes:
+        gene_rows = _subsample_rows(len(orf_genes), config)
+        nodes = np.array([gene_id[orf_genes[r]] for r in gene_rows], np.int64)
+        raw = orf.to_numpy(np.float64)[gene_rows]
+        spaces[GENE_SPACE] = _node_space(raw, list(orf.columns), nodes, n, "gene_orf_l1000")
+        i, j, s = similarity_edges(raw, config.sim_threshold, config.sim_sparsity)
+        edges.add(f"sim:{GENE_SPACE}", nodes[i], nodes[j], s)
 
     src, dst, weight, etype = edges.build()
     type_code = {t: c for c, t in enumerate(node_types)}
@@ -317,6 +383,9 @@ def build_context_graph(
         "files": file_records(root, files),
         "dropped_molecules": dropped_molecules,
         "excluded_molecules": len(excluded),
+        "excluded_benchmarks": sorted(files.get("excluded_benchmarks", {})),
+        "eval_annotation_exclusion": exclusion,
+        "molecule_similarity": {"rule": config.molecule_similarity, **similarity[3]},
         "molecule_sources": _source_counts(index, mol_keys),
     }
     return ContextGraph(
@@ -330,6 +399,77 @@ def build_context_graph(
         spaces,
         meta,
     )
+
+
+def _without_eval_annotations(
+    files: dict, config: GraphConfig, targets: list, moa: list, mol_id: dict
+) -> tuple[list, list, dict]:
+    """Drop target and mechanism edges of every evaluation-set molecule (unless
+    `keep_eval_annotations`); say per file how many of its molecules were in the graph."""
+    per_file = {} if config.keep_eval_annotations else assay_keys(files)
+    held = set().union(*per_file.values()) if per_file else set()
+    kept_targets = [(m, g) for m, g in targets if m not in held]
+    kept_moa = [(m, a) for m, a in moa if m not in held]
+    in_graph = held & set(mol_id)
+    record = {
+        "applied": not config.keep_eval_annotations,
+        "edge_types": ["mol-gene:target", "mol-moa"],
+        "assay_files": {
+            name: {"molecules": len(k), "in_graph": len(k & in_graph)}
+            for name, k in sorted(per_file.items())
+        },
+        "molecules_in_graph": len(in_graph),
+        "molecules_that_lost_edges": len(
+            {m for m, _ in targets if m in held} | {m for m, _ in moa if m in held}
+        ),
+        "target_edges_removed": len(targets) - len(kept_targets),
+        "moa_edges_removed": len(moa) - len(kept_moa),
+        "keys_sha256": hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest(),
+    }
+    return kept_targets, kept_moa, record
+
+
+def _molecule_similarity(ecfp: np.ndarray, smiles: list[str], config: GraphConfig):
+    """(i, j, weight, info) of molecule–molecule edges under the configured rule."""
+    if config.molecule_similarity == "cosine":
+        i, j, s = similarity_edges(ecfp, config.sim_threshold, config.sim_sparsity)
+        return i, j, s, {"threshold": config.sim_threshold}
+    groups = scaffold_groups(smiles)
+    i, j, s, threshold = tanimoto_block_edges(
+        ecfp, groups, config.sim_sparsity, min_threshold=config.sim_threshold
+    )
+    blocks = sum(len(g) >= 2 for g in groups)
+    return i, j, s, {"threshold": round(threshold, 4), "scaffold_blocks": int(blocks)}
+
+
+def _subsample_rows(n: int, config: GraphConfig) -> np.ndarray:
+    """A seeded, sorted share `profile_fraction` of n rows (all of them at 1.0)."""
+    if config.profile_fraction >= 1.0 or n == 0:
+        return np.arange(n)
+    k = max(1, int(round(config.profile_fraction * n)))
+    rng = np.random.default_rng(config.subsample_seed)
+    return np.sort(rng.choice(n, k, replace=False))
+
+
+def _subsample(ps: ProfileSet, config: GraphConfig) -> ProfileSet:
+    rows = _subsample_rows(len(ps.keys), config)
+    if len(rows) == len(ps.keys):
+        return ps
+    return ProfileSet(
+        ps.node_type,
+        ps.space,
+        [ps.keys[r] for r in rows],
+        [ps.molecules[r] for r in rows],
+        ps.values.iloc[rows].reset_index(drop=True),
+    )
+
+
+def _node_space(raw: np.ndarray, columns: list[str], nodes: np.ndarray, n: int, dataset: str):
+    """A min–max scaled feature space on the given nodes (one row each, in order)."""
+    spec = FeatureSpaceSpec.fit(raw, columns, datasets=[dataset])
+    rows = np.full(n, -1, np.int64)
+    rows[nodes] = np.arange(len(nodes))
+    return FeatureSpace(spec, spec.scale(raw), rows)
 
 
 def _only_molecules(ps: ProfileSet, mol_id: dict) -> ProfileSet:
@@ -382,6 +522,17 @@ def _source_counts(index: MoleculeIndex, keys: list[str]) -> dict[str, int]:
         for s in index.sources.get(k, ()):
             counts[s] = counts.get(s, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def exclusion_line(record: dict) -> str:
+    """One line on what the evaluation sets lost (or that they kept their annotations)."""
+    if not record["applied"]:
+        return "evaluation-set molecules KEEP their target/mechanism edges (as asked)"
+    return (
+        f"evaluation sets: {record['molecules_that_lost_edges']:,} molecules of "
+        f"{len(record['assay_files'])} files lost {record['target_edges_removed']:,} target "
+        f"and {record['moa_edges_removed']:,} mechanism edges"
+    )
 
 
 def format_summary(summary: dict) -> str:

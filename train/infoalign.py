@@ -34,7 +34,13 @@ import torch.distributed as dist
 
 from embedkit.data_dir import DATA_DIR_ENV, resolve_data_dir
 from embedkit.io import read_table
-from train.context_graph import ContextGraph, GraphConfig, build_context_graph, format_summary
+from train.context_graph import (
+    ContextGraph,
+    GraphConfig,
+    build_context_graph,
+    exclusion_line,
+    format_summary,
+)
 from train.dataset import featurize_cached
 from train.distributed import Runtime, setup_runtime
 from train.loop import config_options, run
@@ -54,6 +60,7 @@ def prepare_graph(
             graph = build_context_graph(resolve_data_dir(data_dir))
             graph.save(path)
             log(format_summary(graph.summary()))
+            log(exclusion_line(graph.meta["eval_annotation_exclusion"]))
         rt.barrier()
     return ContextGraph.load(path), path
 
@@ -126,12 +133,58 @@ def cli() -> None:
     show_default=True,
     help="Fraction of |L1000 z| entries that become molecule–gene edges.",
 )
-@click.option("--sim-threshold", default=0.8, show_default=True, help="Cosine threshold.")
+@click.option(
+    "--sim-threshold",
+    default=0.8,
+    show_default=True,
+    help="Lowest similarity threshold (Tanimoto for molecules, cosine for profiles).",
+)
 @click.option(
     "--sim-sparsity",
     default=0.995,
     show_default=True,
     help="Keep at most the top (1 − sparsity) of pairs per feature space.",
+)
+@click.option(
+    "--molecule-similarity",
+    type=click.Choice(["tanimoto-scaffold", "cosine"]),
+    default="tanimoto-scaffold",
+    show_default=True,
+    help="Molecule–molecule edges: Tanimoto inside Murcko scaffolds (the reference) or "
+    "cosine over all pairs.",
+)
+@click.option(
+    "--exclude-assays",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Another evaluation file (SMILES or InChIKey column) whose molecules get no "
+    "target/mechanism edges, besides DATA/benchmarks/** (repeatable).",
+)
+@click.option(
+    "--keep-eval-annotations",
+    is_flag=True,
+    help="Keep the target and mechanism edges of evaluation-set molecules (leaks labels).",
+)
+@click.option(
+    "--all-compounds/--profiled-compounds-only",
+    default=True,
+    show_default=True,
+    help="Every LINCS compound and Repurposing Hub sample as a node, or only those met in "
+    "a profile, target or benchmark file.",
+)
+@click.option("--moa/--no-moa", default=True, show_default=True, help="Mechanism nodes.")
+@click.option(
+    "--gene-features/--no-gene-features",
+    default=True,
+    show_default=True,
+    help="ORF over-expression L1000 signatures on gene nodes.",
+)
+@click.option(
+    "--profile-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Keep this seeded share of the profile nodes (learning curves).",
 )
 def build_graph_cmd(
     data_dir,
@@ -141,20 +194,39 @@ def build_graph_cmd(
     top_expression,
     sim_threshold,
     sim_sparsity,
+    molecule_similarity,
+    exclude_assays,
+    keep_eval_annotations,
+    all_compounds,
+    moa,
+    gene_features,
+    profile_fraction,
 ) -> None:
-    """Build the context graph from a data folder and print its node/edge counts."""
+    """Build the context graph from a data folder and print its node/edge counts.
+
+    Molecules of every evaluation file (DATA/benchmarks/** and --exclude-assays) keep their
+    structure but lose their target and mechanism edges, unless --keep-eval-annotations.
+    """
     held_out = molecule_keys(read_table(exclude_molecules)) if exclude_molecules else set()
     config = GraphConfig(
         exclude_molecules=tuple(sorted(held_out)),
         sim_threshold=sim_threshold,
         sim_sparsity=sim_sparsity,
+        molecule_similarity=molecule_similarity,
         expression_top_fraction=top_expression,
         exclude_benchmarks=tuple(exclude_benchmark),
+        exclude_assays=tuple(str(p.resolve()) for p in exclude_assays),
+        keep_eval_annotations=keep_eval_annotations,
+        all_compounds=all_compounds,
+        moa_edges=moa,
+        gene_features=gene_features,
+        profile_fraction=profile_fraction,
     )
     tick = time.perf_counter()
     graph = build_context_graph(data_dir, config)
     graph.save(out_path)
     click.echo(format_summary(graph.summary()))
+    click.echo(exclusion_line(graph.meta["eval_annotation_exclusion"]))
     click.echo(f"wrote {out_path} in {time.perf_counter() - tick:.1f}s")
 
 

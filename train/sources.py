@@ -236,6 +236,93 @@ def read_targets(files: dict, index: MoleculeIndex) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_all_compounds(files: dict, index: MoleculeIndex) -> None:
+    """Every LINCS small molecule (`trt_cp`) and every Repurposing Hub sample becomes a
+    molecule node, not only those met in a profile or target file: each brings its Morgan
+    target and similarity edges (and, through `read_moa`, its mechanism of action)."""
+    if "lincs" in files:
+        table = pd.read_csv(files["lincs"], sep="\t", low_memory=False)
+        table = table[table["pert_type"] == "trt_cp"]
+        for pid, ik, smi in table[["pert_id", "inchi_key", "canonical_smiles"]].itertuples(
+            index=False
+        ):
+            index.add("lincs", pid, ik, smi)
+    if "repurposing_samples" in files:
+        table = pd.read_csv(files["repurposing_samples"], sep="\t", comment="!")
+        for bid, ik, smi in table[["broad_id", "InChIKey", "smiles"]].itertuples(index=False):
+            index.add("repurposing_hub", _pert_id(bid), ik, smi)
+
+
+def read_moa(files: dict, index: MoleculeIndex) -> list[tuple[str, str]]:
+    """(molecule, mechanism of action) pairs from the Repurposing Hub ('|'-separated)."""
+    if "repurposing" not in files:
+        return []
+    table = pd.read_csv(files["repurposing"], sep="\t")
+    pairs = []
+    for pid, moa in table[["pert_id", "moa"]].itertuples(index=False):
+        names = [m.strip().lower() for m in moa.split("|")] if isinstance(moa, str) else []
+        if names and (key := index.add("repurposing_hub", pid)) is not None:
+            pairs += [(key, m) for m in names if m]
+    return pairs
+
+
+def entrez_symbols(files: dict) -> dict[int, str]:
+    """Entrez gene id → upper-case symbol, from the LINCS gene table, then Hetionet's nodes."""
+    symbols: dict[int, str] = {}
+    if "consensi_genes" in files:
+        table = pd.read_csv(files["consensi_genes"], sep="\t")
+        for gid, sym in table[["entrez_gene_id", "symbol"]].itertuples(index=False):
+            if isinstance(sym, str):
+                symbols.setdefault(int(gid), sym.upper())
+    if "hetionet_nodes" in files:
+        table = pd.read_csv(files["hetionet_nodes"], sep="\t")
+        table = table[table["kind"] == "Gene"]
+        ids = pd.to_numeric(table["id"].str.removeprefix("Gene::"), errors="coerce")
+        for gid, sym in zip(ids, table["name"], strict=True):
+            if pd.notna(gid) and isinstance(sym, str):
+                symbols.setdefault(int(gid), sym.upper())
+    return symbols
+
+
+def read_orf_signatures(files: dict) -> pd.DataFrame | None:
+    """Gene features: LINCS L1000 consensus signatures of over-expressed genes (ORF).
+
+    One row per over-expressed gene (upper-case symbol), one column per measured landmark
+    gene (the L1000 space): the significant z-scores, 0 where a landmark was not
+    significant (the consensus signature is ~0 there). Genes whose significant genes are
+    all imputed carry no landmark signal and are left out; so are perturbagens whose Entrez
+    id has no symbol. None when the file is absent.
+    """
+    if "orf" not in files:
+        return None
+    table = pd.read_csv(files["orf"], sep="\t")
+    symbols = entrez_symbols(files)
+    table = table[table["status"] == "measured"].copy()
+    table["gene"] = table["perturbagen"].map(lambda g: symbols.get(int(g)))
+    table = table[table["gene"].notna()]
+    table["landmark"] = table["symbol"].str.upper()
+    if "consensi_genes" in files:
+        genes = pd.read_csv(files["consensi_genes"], sep="\t")
+        landmarks = sorted(genes.loc[genes["status"] == "measured", "symbol"].str.upper())
+    else:
+        landmarks = sorted(table["landmark"].unique())
+    wide = table.pivot_table(index="gene", columns="landmark", values="z_score", aggfunc="mean")
+    return wide.reindex(columns=landmarks).fillna(0.0).astype(np.float64)
+
+
+def assay_keys(files: dict) -> dict[str, set[str]]:
+    """InChIKey-14s of every evaluation file (relative name → keys): the molecules whose
+    target and mechanism edges are left out of the graph, since those annotations are
+    (or predict) the evaluation labels. Files without a SMILES/InChIKey column are skipped."""
+    out: dict[str, set[str]] = {}
+    for name, path in files.get("assay_files", {}).items():
+        try:
+            out[name] = molecule_keys(pd.read_csv(path, low_memory=False))
+        except ValueError:
+            continue
+    return out
+
+
 def read_benchmarks(files: dict, index: MoleculeIndex) -> None:
     for name, path in files.get("benchmarks", {}).items():
         table = pd.read_csv(path)
@@ -281,11 +368,14 @@ def read_gene_pairs(files: dict) -> pd.DataFrame:
     return pairs[["source", "target"]].set_axis(["a", "b"], axis=1)
 
 
-def locate_files(data_dir: Path, exclude_benchmarks: tuple[str, ...] = ()) -> dict:
+def locate_files(
+    data_dir: Path, exclude_benchmarks: tuple[str, ...] = (), extra_assays: tuple[str, ...] = ()
+) -> dict:
     """The inputs found under `data_dir` (each optional, so partial data dirs still build).
 
     Benchmarks named in `exclude_benchmarks` are listed apart, so their molecules can be
-    held out of the graph."""
+    held out of the graph. `assay_files` lists every table under `benchmarks/` plus
+    `extra_assays`: the evaluation sets whose molecules get no target/mechanism edges."""
 
     def one(pattern: str) -> Path | None:
         found = sorted(data_dir.glob(pattern))
@@ -302,6 +392,9 @@ def locate_files(data_dir: Path, exclude_benchmarks: tuple[str, ...] = ()) -> di
         "repurposing_samples": "kg/repurposing_samples_*.txt",
         "jump_target": "kg/jump_target1_compound_metadata.tsv",
         "hetionet_ppi": "kg/hetionet_protein_interactions.txt*",
+        "hetionet_nodes": "kg/hetionet_v1.0_nodes.tsv*",
+        "orf": "profiles/lincs_orf_overexpression_signif.tsv*",
+        "consensi_genes": "profiles/lincs_consensi_genes.tsv*",
     }.items():
         if (path := one(pattern)) is not None:
             files[name] = path
@@ -311,6 +404,15 @@ def locate_files(data_dir: Path, exclude_benchmarks: tuple[str, ...] = ()) -> di
         bench["biogenadme"] = p
     files["benchmarks"] = {k: v for k, v in bench.items() if k not in exclude_benchmarks}
     files["excluded_benchmarks"] = {k: v for k, v in bench.items() if k in exclude_benchmarks}
+    assays = sorted(data_dir.glob("benchmarks/**/*.csv")) + sorted(
+        data_dir.glob("benchmarks/**/*.csv.gz")
+    )
+    files["assay_files"] = {str(p.relative_to(data_dir)): p for p in assays}
+    for extra in extra_assays:
+        path = Path(extra)
+        if not path.is_file():
+            raise FileNotFoundError(f"assay file {path} does not exist")
+        files["assay_files"][str(path)] = path
     return files
 
 
@@ -330,4 +432,9 @@ def file_records(root: Path, files: dict) -> dict[str, str]:
     paths = [v for k, v in files.items() if isinstance(v, Path)]
     paths += list(files.get("gene_gene", [])) + list(files.get("benchmarks", {}).values())
     paths += list(files.get("excluded_benchmarks", {}).values())
-    return {str(p.relative_to(root)): sha256_of(p) for p in sorted(set(paths))}
+    paths += list(files.get("assay_files", {}).values())
+
+    def name(p: Path) -> str:
+        return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
+    return {name(p): sha256_of(p) for p in sorted(set(paths))}
