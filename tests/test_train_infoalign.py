@@ -353,3 +353,40 @@ def test_publish_push_uses_upload_folder(tmp_path, graph_file, monkeypatch):
     (folder / "README.md").unlink()
     with pytest.raises(InputError, match="README.md"):
         publish(folder, "org/x", push=True)
+
+
+def test_warm_start_copies_the_encoder_and_decoders_with_unchanged_columns(tmp_path):
+    """--init-from: the encoder whole; `morgan` (same columns) copied; `cp_test` (columns
+    renamed) and the new `orf` space start fresh; another encoder shape is refused."""
+    from embedkit.molecules.gin import GINConfig
+    from train.warm_start import warm_start
+
+    def spaces(cp_columns: list[str]) -> dict:
+        return {
+            "morgan": {"columns": [f"b{i}" for i in range(8)]},
+            "cp_test": {"columns": cp_columns},
+            "orf": {"columns": ["L1", "L2"]},
+        }
+
+    torch.manual_seed(0)
+    old = InfoAlignModel(
+        GINConfig(num_layer=2, emb_dim=16),
+        {"morgan": 8, "cp_test": 3},
+        extra={"feature_spaces": spaces(["a", "b", "c"])},
+    )
+    old.save_pretrained(tmp_path / "old")
+    torch.manual_seed(1)
+    new = InfoAlignModel(GINConfig(num_layer=2, emb_dim=16), {"morgan": 8, "cp_test": 3, "orf": 2})
+    before = {k: v.clone() for k, v in new.state_dict().items()}
+    report = warm_start(new, str(tmp_path / "old"), spaces(["a", "b", "z"]))
+    assert report["decoders_copied"] == ["morgan"] and report["decoders_new"] == ["cp_test", "orf"]
+    assert report["source"] == f"local-dir:{tmp_path / 'old'}" and len(report["sha256"]) == 64
+    ref, got = old.state_dict(), new.state_dict()
+    for key in got:
+        if key.startswith(("encoder.", "decoders.morgan.")):
+            torch.testing.assert_close(got[key], ref[key])
+        else:
+            torch.testing.assert_close(got[key], before[key])
+    wide = InfoAlignModel(GINConfig(num_layer=2, emb_dim=24), {"morgan": 8})
+    with pytest.raises(ValueError, match="encoder"):
+        warm_start(wide, str(tmp_path / "old"), spaces(["a"]))

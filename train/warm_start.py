@@ -40,7 +40,9 @@ def warm_start(model: InfoAlignModel, spec: str, spaces: dict[str, dict]) -> dic
     copied = [
         name
         for name in model.decoder_spaces
-        if name in old_spaces and old_spaces[name]["columns"] == spaces[name]["columns"]
+        if name in config.get("decoder_spaces", {})
+        and name in old_spaces
+        and old_spaces[name]["columns"] == spaces[name]["columns"]
     ]
     state = model.state_dict()
     take = {
