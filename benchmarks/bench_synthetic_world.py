@@ -40,6 +40,7 @@ import pandas as pd
 import scipy.sparse
 from scipy.stats import spearmanr
 
+from embedkit.cell_lines import read_cell_line_table
 from embedkit.datasets.synthetic import CONTROL_GENE, SynthConfig, SyntheticScreen
 from embedkit.datasets.synthetic.biology import expression_programs, gene_expression
 from embedkit.datasets.synthetic.config import well_names
@@ -48,7 +49,6 @@ from embedkit.datasets.synthetic.grounding import (
     load_cell_line_descriptors,
     load_gene_graph,
 )
-from embedkit.images.model import read_cell_line_table
 from embedkit.io import atomic_path
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -591,13 +591,13 @@ def real_gene_graph(kg: Path, n: int = 200) -> tuple[list[str], np.ndarray]:
 def test_real_graph_and_scvi_embeddings_shape_the_simulation(real_data, tmp_path):
     from scipy.stats import spearmanr
 
+    from embedkit.cell_lines import read_cell_line_table
     from embedkit.datasets.synthetic.grounding import (
         descriptors_from_embeddings,
         load_cell_line_descriptors,
         load_gene_graph,
     )
     from embedkit.errors import InputError
-    from embedkit.images.model import read_cell_line_table
 
     genes, adj = real_gene_graph(real_data / "kg")
     path = write_graph_npz(tmp_path / "graph.npz", genes, adj, {"string": "x", "hetionet": "y"})

@@ -278,7 +278,7 @@ def cell_line_vectors(
 ) -> tuple[dict[str, list[float]], np.ndarray]:
     """The whole table (it travels in the model's config) and one row per training line,
     matched without case; a line the table lacks is an error naming close names."""
-    from embedkit.images.model import read_cell_line_table
+    from embedkit.cell_lines import read_cell_line_table
 
     table = read_cell_line_table(path)
     if not table:

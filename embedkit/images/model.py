@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from embedkit.cell_lines import cell_line_vector
-from embedkit.cell_lines import read_cell_line_table as read_cell_line_table  # moved there
 from embedkit.errors import InputError
 from embedkit.images.vit import ImageEncoder, ViTConfig
 from embedkit.pretrained import PretrainedMixin, limits
@@ -140,9 +139,11 @@ class ImageModel(PretrainedMixin, nn.Module):
             return None
         lines = {**self.cell_lines, **(table or {})}
         if name is None:
+            known = ", ".join(sorted(self.cell_lines))
             raise InputError(
-                "this model conditions on the cell line: pass --cell-line NAME (known: "
-                f"{', '.join(sorted(self.cell_lines)) or 'none'}) or --cell-line-embeddings FILE"
+                "this model conditions on the cell line: pass --cell-line NAME "
+                + (f"(it knows {known}) " if known else "")
+                + "or --cell-line-embeddings FILE"
             )
         vector = cell_line_vector(
             lines,

@@ -265,7 +265,7 @@ def load_cell_line_descriptors(
 ) -> tuple[CellLineDescriptor, ...]:
     """`descriptors_from_embeddings` of a table file (the scVI parquet layout: a
     `cell_line` text column or names as the index, then numeric columns)."""
-    from embedkit.images.model import read_cell_line_table
+    from embedkit.cell_lines import read_cell_line_table
 
     path = Path(path)
     table = read_cell_line_table(path)
