@@ -83,7 +83,11 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
     reads the same frame without it (benchmarks/bench_reliability.py found it)."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pandas()
+    table = pq.read_table(path).to_pandas()
+    # the run info embedkit wrote (`df.attrs["embedkit"]`, for pd.read_parquet users) is
+    # read with `read_run_info`; left in attrs, pandas would deep-copy it on every operation
+    table.attrs = {}
+    return table
 
 
 def _read_text(path: Path) -> str:
