@@ -207,7 +207,9 @@ def test_embed_images_platemap_then_normalize_against_negative_controls(tmp_path
     args = ["embed-images", synth, "-o", emb, "-m", model, "-n", 0, "--platemap", platemap]
     result = run_cli(*args, "--channels", "w1,w2,w4,w3,w5")
     assert result.exit_code == 0, result.output
-    assert "plate map platemap.csv: 5 of 6 wells annotated, 1 not in it" in result.output
+    assert "plate map platemap.csv: 5 of 6 wells annotated, 1 not in it (U2OS-01/Plate1 B02)" in (
+        result.output
+    )
     table = pd.read_parquet(emb / "plates" / "U2OS-01_Plate1.parquet")
     assert table.Metadata_PertType.isna().sum() == 2  # the unlisted well's two sites
     assert table.Metadata_Site.tolist() == [1, 2] * 6  # the table's own sites are kept
