@@ -258,3 +258,148 @@ def test_evaluate_property_cli_without_data_dir_is_one_line():
         result.stderr.strip()
         == "error: no data directory: pass --data-dir or set $EMBEDKIT_DATA_DIR"
     )
+
+
+# --- assay files by path, the paper's protocol, task shares ---------------------------------
+
+
+def _assay_frame(smiles: list[str], seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = len(smiles)
+    a = (rng.random(n) < 0.4).astype(float)
+    b = np.where(rng.random(n) < 0.3, np.nan, (rng.random(n) < 0.5).astype(float))
+    return pd.DataFrame(
+        {"Compound ID": [f"C{i}" for i in range(n)], "SMILES": smiles, "tox_a": a, "tox_b": b}
+    )
+
+
+def test_load_assay_file_reads_any_infoalign_format_file(smiles, tmp_path):
+    import json
+
+    from embedkit.evaluation.datasets import load_assay_file, resolve_dataset
+
+    path = tmp_path / "panel.csv.gz"
+    _assay_frame(smiles[:50]).to_csv(path, index=False)
+    data = load_assay_file(path)
+    assert (data.name, data.task_names, data.task_type) == (
+        "panel",
+        ["tox_a", "tox_b"],
+        "classification",
+    )
+    assert data.smiles == smiles[:50] and np.isnan(data.labels[:, 1]).any()
+    assert resolve_dataset(str(path)).task_names == ["tox_a", "tox_b"]
+
+    frame = _assay_frame(smiles[:50]).assign(logS=np.linspace(-3, 1, 50))
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    frame.to_csv(folder / "assays.csv", index=False)
+    assert load_assay_file(folder / "assays.csv").task_type == "regression"  # logS is real
+    (folder / "meta.json").write_text(json.dumps({"start_column": 4, "num_tasks": 1}))
+    data = load_assay_file(folder / "assays.csv", name="sol")
+    assert (data.name, data.task_names, data.task_type) == ("sol", ["logS"], "regression")
+
+
+def test_bad_assay_files_are_one_sentence(smiles, tmp_path):
+    from embedkit.errors import InputError
+    from embedkit.evaluation.datasets import load_assay_file, resolve_dataset
+
+    no_smiles = tmp_path / "no_smiles.csv"
+    _assay_frame(smiles[:20]).rename(columns={"SMILES": "structure"}).to_csv(no_smiles)
+    with pytest.raises(InputError, match=r"no_smiles.csv: no SMILES column \(columns: "):
+        load_assay_file(no_smiles)
+    graded = tmp_path / "graded.csv"
+    _assay_frame(smiles[:20]).assign(tox_b=[0.0, 1.0, 2.5] + [1.0] * 17).to_csv(graded)
+    with pytest.raises(InputError, match=r"column 'tox_b' has non-binary labels \(e.g. 2.5\)"):
+        load_assay_file(graded, task_type="classification")
+    assert load_assay_file(graded).task_type == "regression"  # auto: the reference's rule
+    with pytest.raises(InputError, match="unknown benchmark 'tox21'"):
+        resolve_dataset("tox21")
+
+
+def test_task_shares_count_tasks_at_each_auc_level():
+    from embedkit.evaluation.property import task_shares
+
+    y = np.array([[0, 0, 0, 1], [0, 1, 0, 1], [1, 0, 0, 0], [1, 1, np.nan, 0]], float)
+    pred = np.array(
+        [[0.1, 0.2, 0.5, 0.1], [0.2, 0.9, 0.5, 0.2], [0.8, 0.3, 0.5, 0.9], [0.9, 0.25, 0.5, 0.8]]
+    )
+    # task AUCs: 1.0, 0.75 (one of four pairs inverted), none (one class), 0.0
+    shares = task_shares("classification", y, pred)
+    assert shares["n_scored_tasks"] == 3
+    assert shares["tasks_auc_ge_80"] == pytest.approx(100 / 3)
+    assert shares["tasks_auc_ge_90"] == pytest.approx(100 / 3)
+    assert np.isnan(task_shares("regression", y, pred)["tasks_auc_ge_90"])
+
+
+def test_fixed_split_runs_beside_per_seed_splits(smiles):
+    from embedkit.evaluation.property import FIXED_SPLIT, PER_SEED
+    from embedkit.evaluation.report import margins, markdown_table, summarize
+
+    rng = np.random.default_rng(2)
+    labels = (rng.random((160, 2)) < 0.4).astype(np.float32)
+    data = PropertyDataset("toy", smiles[:160], labels, ["a", "b"], "classification")
+    methods = [*ecfp_methods(("mlp",)), _tiny_random_method()]
+    table = evaluate_property(
+        data,
+        methods,
+        seeds=[0, 1],
+        probe=ProbeConfig(max_epochs=5, patience=5),
+        fixed_split_runs=3,
+        fixed_split_seed=7,
+    )
+    assert list(table.columns) == RESULT_COLUMNS
+    fixed = table[table["protocol"] == FIXED_SPLIT]
+    per_seed = table[table["protocol"] == PER_SEED]
+    assert len(fixed) == 3 * len(methods) and len(per_seed) == 2 * len(methods)
+    assert (fixed["split_seed"] == 7).all() and sorted(set(fixed["seed"])) == [0, 1, 2]
+    assert fixed[["n_train", "n_valid", "n_test"]].nunique().max() == 1  # one split
+    assert (per_seed["split_seed"] == per_seed["seed"]).all()  # a split per seed
+    random_fixed = fixed[fixed["method"] == "random-init"]["test_score"]
+    assert random_fixed.nunique() == 3  # new random weights (and head) per run
+    shares = table[[f"tasks_auc_ge_{v}" for v in (80, 85, 90)]]
+    assert shares.notna().all().all() and shares.ge(0).all().all() and shares.le(100).all().all()
+    assert (table["tasks_auc_ge_80"] >= table["tasks_auc_ge_90"]).all()
+
+    summary = summarize(table)
+    text = markdown_table(summary, "random-init")
+    assert (
+        "**fixed-split**: 3 runs on one scaffold split" in text and "**per-seed**: 2 seeds" in text
+    )
+    assert text.count("| ecfp4-mlp |") == 2 and "toy tasks ≥ AUC 80/85/90 %" in text
+    gains = margins(summary, ["random-init"])
+    assert {(g["protocol"], g["baseline"]) for g in gains} == {
+        (FIXED_SPLIT, "ecfp4-mlp"),
+        (PER_SEED, "ecfp4-mlp"),
+    }
+
+
+def test_evaluate_property_cli_scores_an_assay_file_by_path(smiles, tmp_path):
+    """--assays PATH with a tiny local model: both protocols, the random twin and ECFP4."""
+    import json
+
+    from click.testing import CliRunner
+
+    from embedkit.cli import main
+
+    torch.manual_seed(0)
+    InfoAlignModel(GINConfig(num_layer=2, emb_dim=16)).save_pretrained(tmp_path / "tiny")
+    path = tmp_path / "panel.csv"
+    _assay_frame(smiles[:120]).to_csv(path, index=False)
+    out = tmp_path / "report.json"
+    args = ["evaluate", "property", "-m", f"local-dir:{tmp_path / 'tiny'}", "--assays", str(path)]
+    result = CliRunner().invoke(main, [*args, "--quick", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["config"]["datasets"] == [str(path)] and report["config"]["fixed_split_runs"] == 2
+    protocols = {(r["protocol"], r["method"]) for r in report["summary"]}
+    assert {p for p, _ in protocols} == {"per-seed", "fixed-split"}
+    assert {m for _, m in protocols} >= {"random-init", "ecfp4-mlp", "ecfp4-rf"}
+    assert "panel tasks ≥ AUC 80/85/90 %" in result.output
+
+    bad = tmp_path / "bad.csv"
+    _assay_frame(smiles[:20]).drop(columns="SMILES").to_csv(bad, index=False)
+    result = CliRunner().invoke(main, [*args[:4], "--assays", str(bad), "--quick"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {bad}: no SMILES column")

@@ -1,8 +1,16 @@
-"""`evaluate_property`: several featurizers x several seeds on one benchmark -> a table.
+"""`evaluate_property`: several featurizers x several runs on one benchmark -> a table.
 
-Each seed is a different scaffold split *and* a different head initialization. Rows whose
-SMILES any method cannot featurize are dropped for every method, so all methods are scored
-on identical molecules and splits.
+Two protocols, both in one call when asked:
+
+* **per-seed** (`seeds`): each seed is a different scaffold split *and* a different head
+  initialization (and random-init weights): the spread includes the split's luck.
+* **fixed-split** (`fixed_split_runs`): the paper's protocol, N runs on one scaffold split
+  (`fixed_split_seed`), each run a different head initialization (and random-init weights).
+
+Rows whose SMILES any method cannot featurize are dropped for every method, so all methods
+are scored on identical molecules and splits. Classification rows also give the share of
+scorable tasks whose test ROC-AUC is ≥ 0.80 / 0.85 / 0.90 (the reference's "success"
+fractions).
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ import pandas as pd
 import torch
 from joblib import Parallel, delayed
 
-from embedkit.evaluation.datasets import PropertyDataset, load_dataset
+from embedkit.evaluation.datasets import PropertyDataset, resolve_dataset
 from embedkit.evaluation.fingerprints import ecfp4
-from embedkit.evaluation.metrics import METRIC_NAMES
+from embedkit.evaluation.metrics import METRIC_NAMES, per_task_roc_auc
 from embedkit.evaluation.probe import (
     HeadResult,
     ProbeConfig,
@@ -37,13 +45,19 @@ logger = logging.getLogger(__name__)
 # (smiles, seed) -> (features (n, d) with NaN rows, valid mask)
 Featurizer = Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]]
 
+PER_SEED, FIXED_SPLIT = "per-seed", "fixed-split"
+AUC_LEVELS = (80, 85, 90)
 RESULT_COLUMNS = [
     "dataset",
+    "protocol",
     "method",
     "head",
     "seed",
+    "split_seed",
     "metric",
     "test_score",
+    *[f"tasks_auc_ge_{level}" for level in AUC_LEVELS],
+    "n_scored_tasks",
     "valid_score",
     "best_epoch",
     "n_train",
@@ -171,8 +185,24 @@ def _fit(
     return result, time.perf_counter() - start
 
 
+def task_shares(task_type: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """% of scorable tasks with test ROC-AUC ≥ each level (NaN for regression)."""
+    keys = [f"tasks_auc_ge_{level}" for level in AUC_LEVELS]
+    if task_type != "classification":
+        return {**dict.fromkeys(keys, float("nan")), "n_scored_tasks": 0}
+    auc = per_task_roc_auc(y_true, y_pred)
+    scored = auc[np.isfinite(auc)]
+    if not len(scored):
+        return {**dict.fromkeys(keys, float("nan")), "n_scored_tasks": 0}
+    shares = {
+        k: 100.0 * float((scored >= lv / 100).mean())
+        for k, lv in zip(keys, AUC_LEVELS, strict=True)
+    }
+    return {**shares, "n_scored_tasks": int(len(scored))}
+
+
 def evaluate_property(
-    dataset: str | PropertyDataset,
+    dataset: str | Path | PropertyDataset,
     methods: Sequence[Method],
     seeds: Sequence[int] = (0, 1, 2),
     data_dir: str | Path | None = None,
@@ -180,33 +210,47 @@ def evaluate_property(
     max_molecules: int | None = None,
     rf_trees: int = 200,
     n_jobs: int = 1,
+    fixed_split_runs: int = 0,
+    fixed_split_seed: int = 0,
 ) -> pd.DataFrame:
-    """Score every method on every seed's scaffold split; one row per (method, seed).
+    """Score every method on every run; one row per (protocol, method, run).
 
-    Scores are in the paper's units: ROC-AUC in % (classification, higher better) or
-    MAE x100 (regression, lower better), taken on test at the best validation epoch.
+    `dataset` is a benchmark name, an assay file path or a loaded dataset. Scores are in
+    the paper's units: ROC-AUC in % (classification, higher better) or MAE x100
+    (regression, lower better), taken on test at the best validation epoch. `seeds` are the
+    per-seed-split runs, `fixed_split_runs` the runs on split `fixed_split_seed`.
     `n_jobs` > 1 runs that many single-threaded fits in parallel processes, which uses
     cores better than threads inside one small fit; results do not depend on it.
     """
-    if isinstance(dataset, str):
-        dataset = load_dataset(dataset, data_dir)
+    if not isinstance(dataset, PropertyDataset):
+        dataset = resolve_dataset(dataset, data_dir)
     dataset = subsample(dataset, max_molecules)
-    features, valid, seconds = _featurize_all(methods, dataset.smiles, seeds)
+    runs = [(PER_SEED, s, s) for s in seeds]
+    runs += [(FIXED_SPLIT, fixed_split_seed, r) for r in range(fixed_split_runs)]
+    if not runs:
+        raise ValueError("nothing to run: no seeds and no fixed-split runs")
+    run_seeds = list(dict.fromkeys(r for _, _, r in runs))
+    features, valid, seconds = _featurize_all(methods, dataset.smiles, run_seeds)
     keep = np.flatnonzero(valid)
     n_dropped = len(dataset) - len(keep)
     if n_dropped:
         logger.info("%s: dropped %d unfeaturizable rows", dataset.name, n_dropped)
     kept = dataset.subset(keep)
     groups = scaffold_groups(kept.smiles)
-    splits = {seed: scaffold_split(kept.smiles, seed, groups=groups) for seed in seeds}
+    splits = {
+        s: scaffold_split(kept.smiles, s, groups=groups)
+        for s in dict.fromkeys(s for _, s, _ in runs)
+    }
     # forests are the slowest fits: start them first so parallel workers finish together
-    jobs = sorted(
-        ((seed, m) for seed in seeds for m in methods), key=lambda job: job[1].head != "rf"
-    )
+    jobs = sorted(((run, m) for run in runs for m in methods), key=lambda job: job[1].head != "rf")
 
-    def arrays(seed: int, method: Method) -> list[np.ndarray]:
-        x = features[(method.features_key, seed if method.seed_dependent else None)][keep]
-        y, split = kept.labels, splits[seed]
+    def x_of(method: Method, seed: int) -> np.ndarray:
+        return features[(method.features_key, seed if method.seed_dependent else None)]
+
+    def arrays(run: tuple[str, int, int], method: Method) -> list[np.ndarray]:
+        _, split_seed, seed = run
+        x = x_of(method, seed)[keep]
+        y, split = kept.labels, splits[split_seed]
         return [
             x[split.train],
             y[split.train],
@@ -217,15 +261,17 @@ def evaluate_property(
         ]
 
     outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit)(m.head, arrays(seed, m), kept.task_type, seed, probe, rf_trees, n_jobs != 1)
-        for seed, m in jobs
+        delayed(_fit)(m.head, arrays(run, m), kept.task_type, run[2], probe, rf_trees, n_jobs != 1)
+        for run, m in jobs
     )
     rows = []
-    for (seed, method), (result, fit_s) in zip(jobs, outputs, strict=True):
-        split = splits[seed]
+    for (run, method), (result, fit_s) in zip(jobs, outputs, strict=True):
+        protocol, split_seed, seed = run
+        split = splits[split_seed]
         logger.info(
-            "%s seed %d %s: test %.2f valid %.2f (%.1fs)",
+            "%s %s seed %d %s: test %.2f valid %.2f (%.1fs)",
             dataset.name,
+            protocol,
             seed,
             method.name,
             result.test_score,
@@ -235,11 +281,14 @@ def evaluate_property(
         rows.append(
             {
                 "dataset": dataset.name,
+                "protocol": protocol,
                 "method": method.name,
                 "head": method.head,
                 "seed": seed,
+                "split_seed": split_seed,
                 "metric": METRIC_NAMES[kept.task_type],
                 "test_score": result.test_score,
+                **task_shares(kept.task_type, kept.labels[split.test], result.test_pred),
                 "valid_score": result.valid_score,
                 "best_epoch": result.best_epoch,
                 "n_train": len(split.train),
@@ -247,13 +296,17 @@ def evaluate_property(
                 "n_test": len(split.test),
                 "n_tasks": kept.labels.shape[1],
                 "n_dropped": n_dropped,
-                "feature_dim": features[
-                    (method.features_key, seed if method.seed_dependent else None)
-                ].shape[1],
+                "feature_dim": x_of(method, seed).shape[1],
                 "featurize_s": seconds[method.features_key],
                 "fit_s": fit_s,
             }
         )
     order = {m.name: i for i, m in enumerate(methods)}
-    rows.sort(key=lambda row: (list(seeds).index(row["seed"]), order[row["method"]]))
+    run_order = {run: i for i, run in enumerate(runs)}
+    rows.sort(
+        key=lambda row: (
+            run_order[(row["protocol"], row["split_seed"], row["seed"])],
+            order[row["method"]],
+        )
+    )
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)

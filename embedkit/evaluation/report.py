@@ -17,15 +17,21 @@ import pandas as pd
 import torch
 
 import embedkit
-from embedkit.evaluation.datasets import BENCHMARKS
+from embedkit.errors import InputError
+from embedkit.evaluation.datasets import BENCHMARKS, resolve_dataset
 from embedkit.evaluation.probe import ProbeConfig
 from embedkit.evaluation.property import (
+    AUC_LEVELS,
+    FIXED_SPLIT,
+    PER_SEED,
     ecfp_methods,
     embedder_method,
     evaluate_property,
     random_init_method,
 )
 from embedkit.io import atomic_path
+
+COMMAND = "evaluate property"
 
 METRIC_LABEL = {"auc_pct": "ROC-AUC % ↑", "mae_x100": "MAE×100 ↓"}
 # The paper's Tables 2-3 (mean over 10 runs). Its Biogen ECFP-MLP average is garbled in
@@ -37,6 +43,8 @@ PAPER = {
 }
 FULL = {"seeds": 3, "max_molecules": None, "max_epochs": 300, "patience": 50, "rf_trees": 200}
 QUICK = {"seeds": 1, "max_molecules": 600, "max_epochs": 100, "patience": 20, "rf_trees": 100}
+FIXED_RUNS = {"full": 10, "quick": 2}  # the paper's protocol: runs on one scaffold split
+PROTOCOLS = ("both", PER_SEED, FIXED_SPLIT)
 
 
 def run_property_report(
@@ -51,37 +59,56 @@ def run_property_report(
     precision: str = "fp32",
     probe_precision: str = "bf16",
     jobs: int = 2,
+    protocol: str = "both",
+    fixed_split_runs: int = 10,
+    fixed_split_seed: int = 0,
+    task_type: str = "auto",
+    extra_models: list[str] | tuple[str, ...] = (),
+    forest: bool = True,
 ) -> dict:
-    """Score `model`, the same architecture with random weights, ECFP4 + MLP and ECFP4 + RF.
+    """Score `model` (and `extra_models`), the same architecture with random weights, ECFP4
+    + MLP and (with `forest`) ECFP4 + random forest, under the chosen protocol(s).
 
-    Returns a JSON-ready report with every run, a mean ± std summary and a markdown table.
+    `datasets` are benchmark names or assay-file paths (read with `task_type`). Returns a
+    JSON-ready report with every run, a mean ± std summary, the model's margin over the
+    random-init encoder in standard deviations, and a markdown table.
     """
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     # loky recycles a worker whose memory grew (torch's allocator cache); jobs are resubmitted
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs")
     start = time.perf_counter()
-    embedder = embedkit.load(
-        model, device="cpu", precision=precision, task="molecules", command="evaluate property"
-    )
-    model_name = str(embedder.run_info.get("model_id", model))
+    loaded = [resolve_dataset(spec, data_dir, task_type) for spec in datasets]  # fail early
+    embedders = [
+        embedkit.load(m, device="cpu", precision=precision, task="molecules", command=COMMAND)
+        for m in [model, *extra_models]
+    ]
+    names = [
+        str(e.run_info.get("model_id", m))
+        for e, m in zip(embedders, [model, *extra_models], strict=True)
+    ]
+    model_name = names[0]
     methods = [
-        embedder_method(model_name, embedder),
-        random_init_method("random-init", like=embedder, precision=precision),
-        *ecfp_methods(("mlp", "rf")),
+        *[embedder_method(n, e) for n, e in zip(names, embedders, strict=True)],
+        random_init_method("random-init", like=embedders[0], precision=precision),
+        *ecfp_methods(("mlp", "rf") if forest else ("mlp",)),
     ]
     probe = ProbeConfig(max_epochs=max_epochs, patience=patience, precision=probe_precision)
-    seed_list = list(range(seeds))
+    seed_list = list(range(seeds)) if protocol != FIXED_SPLIT else []
+    runs = fixed_split_runs if protocol != PER_SEED else 0
     tables = [
         evaluate_property(
-            name,
+            data,
             methods,
             seed_list,
-            data_dir,
             probe=probe,
             max_molecules=max_molecules,
             rf_trees=rf_trees,
             n_jobs=jobs,
+            fixed_split_runs=runs,
+            fixed_split_seed=fixed_split_seed,
         )
-        for name in datasets
+        for data in loaded
     ]
     results = pd.concat(tables, ignore_index=True)
     summary = summarize(results)
@@ -90,16 +117,22 @@ def run_property_report(
         "elapsed_s": round(time.perf_counter() - start, 1),
         "config": {
             "model": model,
+            "extra_models": list(extra_models),
             "data_dir": str(data_dir),
-            "datasets": datasets,
+            "datasets": [str(d) for d in datasets],
+            "protocol": protocol,
             "seeds": seed_list,
+            "fixed_split_runs": runs,
+            "fixed_split_seed": fixed_split_seed,
+            "task_type": task_type,
             "max_molecules": max_molecules,
-            "rf_trees": rf_trees,
+            "rf_trees": rf_trees if forest else None,
             "precision": precision,
             "jobs": jobs,
             "probe": probe.to_dict(),
         },
-        "model": embedder.run_info,
+        "model": embedders[0].run_info,
+        "extra_models": [e.run_info for e in embedders[1:]],
         "environment": {
             "embedkit": embedkit.__version__,
             "torch": torch.__version__,
@@ -109,6 +142,7 @@ def run_property_report(
         },
         "paper": PAPER,
         "table_markdown": markdown_table(summary, model_name),
+        "margins": margins(summary, names),
         "summary": _records(summary),
         "results": _records(results),
     }
@@ -127,18 +161,66 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, method)."""
-    grouped = results.groupby(["dataset", "method", "metric"], sort=False)["test_score"]
-    return grouped.agg(["mean", "std", "count"]).reset_index()
+    """Mean and std over runs per (dataset, protocol, method), with the mean task shares."""
+    keys = ["dataset", "protocol", "method", "metric"]
+    grouped = results.groupby(keys, sort=False)
+    summary = grouped["test_score"].agg(["mean", "std", "count"])
+    shares = grouped[[f"tasks_auc_ge_{lv}" for lv in AUC_LEVELS]].mean()
+    return summary.join(shares).reset_index()
+
+
+def margins(summary: pd.DataFrame, models: list[str]) -> list[dict]:
+    """Each model against random-init and ECFP4 + MLP: the difference in the metric's
+    better direction and in standard deviations (the larger of the two methods' std)."""
+    out = []
+    for (dataset, protocol), part in summary.groupby(["dataset", "protocol"], sort=False):
+        by = part.set_index("method")
+        sign = 1.0 if part["metric"].iloc[0] == "auc_pct" else -1.0
+        for model in models:
+            if model not in by.index:
+                continue
+            for baseline in ("random-init", "ecfp4-mlp"):
+                if baseline not in by.index or baseline == model:
+                    continue
+                gain = sign * (by.at[model, "mean"] - by.at[baseline, "mean"])
+                sd = max(by.at[model, "std"], by.at[baseline, "std"])
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "protocol": protocol,
+                        "model": model,
+                        "baseline": baseline,
+                        "gain": round(float(gain), 3),
+                        "gain_in_sd": round(float(gain / sd), 2) if sd > 0 else None,
+                    }
+                )
+    return out
 
 
 def markdown_table(summary: pd.DataFrame, model_name: str) -> str:
-    """One row per method, two columns (ours, paper) per dataset."""
+    """Per protocol, one row per method: mean ± std and the paper's number per dataset,
+    plus the % of tasks with AUC ≥ 80 / 85 / 90 for classification datasets."""
+    blocks = []
+    for protocol in dict.fromkeys(summary["protocol"]):
+        part = summary[summary["protocol"] == protocol]
+        runs = int(part["count"].max())
+        title = (
+            f"**{FIXED_SPLIT}**: {runs} runs on one scaffold split (the paper's protocol)"
+            if protocol == FIXED_SPLIT
+            else f"**{PER_SEED}**: {runs} seeds, each a new scaffold split and head"
+        )
+        blocks.append(title + "\n\n" + _protocol_table(part, model_name))
+    return "\n\n".join(blocks)
+
+
+def _protocol_table(summary: pd.DataFrame, model_name: str) -> str:
     datasets = list(dict.fromkeys(summary["dataset"]))
     metrics = dict(zip(summary["dataset"], summary["metric"], strict=False))
     header = ["method"]
     for ds in datasets:
         header += [f"{ds} {METRIC_LABEL[metrics[ds]]}", "paper"]
+        if metrics[ds] == "auc_pct":
+            header.append(f"{ds} tasks ≥ AUC 80/85/90 %")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in dict.fromkeys(summary["method"]):
         paper_key = "model" if method == model_name else method
@@ -152,5 +234,10 @@ def markdown_table(summary: pd.DataFrame, model_name: str) -> str:
                 cells.append(f"{mean:.1f} ± {std:.1f}" if pd.notna(std) else f"{mean:.1f}")
             paper = PAPER.get(paper_key, {}).get(ds)
             cells.append("" if paper is None else f"{paper:.1f}")
+            if metrics[ds] == "auc_pct":
+                shares = (
+                    [] if row.empty else [row[f"tasks_auc_ge_{lv}"].iloc[0] for lv in AUC_LEVELS]
+                )
+                cells.append(" / ".join(f"{v:.0f}" for v in shares))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
