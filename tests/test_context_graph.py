@@ -654,4 +654,9 @@ def test_profile_fraction_keeps_a_seeded_share(synthetic):
     assert again.node_key.tolist() == half.node_key.tolist()
     assert GraphConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="profile_fraction"):
-        GraphConfig(profile_fraction=0.0)
+        GraphConfig(profile_fraction=1.5)
+    none = build_context_graph(
+        root, GraphConfig.from_dict({**DEFAULTS.to_dict(), "profile_fraction": 0.0})
+    )
+    assert set(none.spaces) == {"morgan"} and none.summary()["edges"]["mol-profile"] == 0
+    assert "gene:PTGS2" in set(none.node_key)  # genes stay, without their signatures

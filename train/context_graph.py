@@ -108,8 +108,8 @@ class GraphConfig:
                 f"molecule_similarity must be 'tanimoto-scaffold' or 'cosine', "
                 f"got {self.molecule_similarity!r}"
             )
-        if not 0.0 < self.profile_fraction <= 1.0:
-            raise ValueError(f"profile_fraction must be in (0, 1], got {self.profile_fraction}")
+        if not 0.0 <= self.profile_fraction <= 1.0:
+            raise ValueError(f"profile_fraction must be in [0, 1], got {self.profile_fraction}")
 
     def to_dict(self) -> dict:
         return {
@@ -325,6 +325,7 @@ def build_context_graph(
     genes = sorted({g for _, g in targets} | {g for _, g in expression} | set(orf_genes))
     mechanisms = sorted({a for _, a in moa})
     profiles = [_subsample(_only_molecules(ps, mol_id), config) for ps in profiles]
+    profiles = [ps for ps in profiles if ps.keys]
 
     node_types = [MOLECULE, GENE] + ([MOA] if mechanisms else [])
     node_types += sorted({ps.node_type for ps in profiles})
@@ -344,7 +345,7 @@ def build_context_graph(
     edge_types = ["mol-profile", "mol-gene:target", "mol-gene:expression", "gene-gene"]
     edge_types += ["mol-moa"] if mechanisms else []
     edge_types += [f"sim:{s}" for s in space_names]
-    edge_types += [f"sim:{GENE_SPACE}"] if orf_genes else []
+    edge_types += [f"sim:{GENE_SPACE}"] if orf_genes and config.profile_fraction > 0 else []
     edges = _EdgeList(edge_types)
     for ps, off in zip(profiles, offsets, strict=True):
         edges.add("mol-profile", [mol_id[m] for m in ps.molecules], off + np.arange(len(ps.keys)))
@@ -364,8 +365,8 @@ def build_context_graph(
         spaces[name], nodes, raw = _profile_space(name, members, n)
         i, j, s = similarity_edges(_zscores(raw), config.sim_threshold, config.sim_sparsity)
         edges.add(f"sim:{name}", nodes[i], nodes[j], s)
-    if orf_genes:
-        gene_rows = _subsample_rows(len(orf_genes), config)
+    gene_rows = _subsample_rows(len(orf_genes), config)
+    if len(gene_rows):
         nodes = np.array([gene_id[orf_genes[r]] for r in gene_rows], np.int64)
         raw = orf.to_numpy(np.float64)[gene_rows]
         spaces[GENE_SPACE] = _node_space(raw, list(orf.columns), nodes, n, "gene_orf_l1000")
@@ -446,7 +447,8 @@ def _subsample_rows(n: int, config: GraphConfig) -> np.ndarray:
     """A seeded, sorted share `profile_fraction` of n rows (all of them at 1.0)."""
     if config.profile_fraction >= 1.0 or n == 0:
         return np.arange(n)
-    k = max(1, int(round(config.profile_fraction * n)))
+    k = int(round(config.profile_fraction * n))
+    k = max(1, k) if config.profile_fraction > 0 else 0
     rng = np.random.default_rng(config.subsample_seed)
     return np.sort(rng.choice(n, k, replace=False))
 

@@ -181,10 +181,10 @@ def cli() -> None:
 )
 @click.option(
     "--profile-fraction",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=click.FloatRange(0.0, 1.0),
     default=1.0,
     show_default=True,
-    help="Keep this seeded share of the profile nodes (learning curves).",
+    help="Keep this seeded share of the profile and gene-signature nodes (learning curves).",
 )
 def build_graph_cmd(
     data_dir,
