@@ -76,7 +76,64 @@ def _metrics(metrics: list[dict]) -> list[str]:
 
 
 def _profile_count(summary: dict) -> int:
-    return sum(v for k, v in summary["nodes"].items() if k not in ("molecule", "gene"))
+    return sum(v for k, v in summary["nodes"].items() if k not in ("molecule", "gene", "moa"))
+
+
+def _gene_line(graph: ContextGraph) -> list[str]:
+    orf = graph.summary()["spaces"].get("l1000_orf")
+    if orf is None:
+        return ["Genes have no feature vector here; they are walk-through nodes. "]
+    return [
+        f"{orf['nodes']:,} gene nodes carry the LINCS L1000 consensus signature of their "
+        f"over-expression (ORF; {orf['dim']} landmark genes, significant z-scores, 0 "
+        "elsewhere); the other genes are walk-through nodes. "
+    ]
+
+
+def _exclusions(graph: ContextGraph) -> list[str]:
+    """What the graph keeps away from the evaluation sets: the reader's first question."""
+    meta = graph.meta
+    lines = ["### Evaluation sets kept out", ""]
+    if meta.get("excluded_benchmarks"):
+        lines.append(
+            f"* Removed from the graph entirely (molecules, their profiles and edges): "
+            f"{', '.join(meta['excluded_benchmarks'])} "
+            f"({meta.get('excluded_molecules', 0):,} InChIKey-14s)."
+        )
+    record = meta.get("eval_annotation_exclusion")
+    if record is None:
+        lines.append("* This graph predates the evaluation-set exclusion record.")
+    elif not record["applied"]:
+        lines.append(
+            "* **Evaluation-set molecules kept their target and mechanism edges** "
+            "(built with `--keep-eval-annotations`)."
+        )
+    else:
+        lines += [
+            f"* No target or mechanism-of-action edges for the molecules of any evaluation "
+            f"file: {record['molecules_that_lost_edges']:,} molecules lost "
+            f"{record['target_edges_removed']:,} target and {record['moa_edges_removed']:,} "
+            f"mechanism edges (sha256 of the sorted InChIKey-14 list "
+            f"`{record['keys_sha256'][:16]}…`). Files:",
+            "",
+            "| Evaluation file | Molecules | In the graph |",
+            "|---|---|---|",
+            *[
+                f"| `{name}` | {v['molecules']:,} | {v['in_graph']:,} |"
+                for name, v in record["assay_files"].items()
+            ],
+        ]
+    return [*lines, ""]
+
+
+def _warm_start(config: dict) -> list[str]:
+    if not config.get("init_from"):
+        return []
+    return [
+        f"Started from the weights of `{config['init_from']}` (`--init-from`): the encoder, "
+        "and the decoders of feature spaces with unchanged columns.",
+        "",
+    ]
 
 
 def render_model_card(
@@ -151,9 +208,10 @@ def render_model_card(
         "|---|---|",
         *[f"| {k} | {v:,} |" for k, v in summary["edges"].items()],
         "",
-        "Genes have no feature vector (no CRISPR/ORF profiles were available); they are "
-        "walk-through nodes. Graph construction: "
-        f"`{json.dumps(graph.meta.get('config', {}))}`.",
+        *_gene_line(graph),
+        f"Graph construction: `{json.dumps(graph.meta.get('config', {}))}`.",
+        *_exclusions(graph),
+        *_warm_start(config),
         "",
         "### Provenance",
         "",
@@ -184,9 +242,8 @@ def render_model_card(
         f"{_profile_count(summary):,} profiles, versus the paper's 129,592 molecules, 128,935 "
         "morphology and 13,795 expression profiles. Most walks never reach a profile, so "
         "expect weaker cellular alignment than the published checkpoint.",
-        "* Benchmark molecules (Broad6K, ChEMBL2K, Biogen ADME structures, no labels) can be "
-        "graph nodes; the paper kept ChEMBL2K out of pretraining. Check the graph config's "
-        "`exclude_benchmarks` before evaluating on them.",
+        "* Benchmark molecules (structures, no labels) can be graph nodes; see *Evaluation "
+        "sets kept out* above for what was removed.",
         "* Always compare downstream results with a randomly initialized encoder of the same "
         "architecture, which is a strong baseline for frozen embeddings.",
         "",
