@@ -138,6 +138,8 @@ def table_to_anndata(table: pd.DataFrame, features: list[str], run_info: dict):
         else np.full(len(meta), "", dtype=object)
     )
     listed = meta[bad].reset_index(drop=True)
+    own = ("row", "obs_name", "reason")
+    listed = listed.rename(columns={c: f"{c}_input" for c in own if c in listed.columns})
     listed.insert(0, "reason", [r.strip() or NON_FINITE for r in reasons[bad]])
     listed.insert(0, "obs_name", names[bad].astype(str))
     listed.insert(0, "row", np.flatnonzero(bad).astype(np.int64))
