@@ -149,7 +149,8 @@ def resolve(spec: str) -> ResolvedModel:
         files = ["config.json", "model.safetensors"]
         folder = _fetch_from_hub(repo, rev or "main", files, spec)
         sums = {f: sha256_of(folder / f) for f in files}
-        return ResolvedModel(spec, rev or "main", folder, sums, "hub")
+        # the commit the branch or tag pointed at (the snapshot folder's name), not "main"
+        return ResolvedModel(spec, folder.name, folder, sums, "hub")
     name, rev = split_revision(spec)
     card = get_card(name)
     if rev is None or rev == card.revision:
@@ -251,39 +252,87 @@ def verify_cached_blob(path: Path) -> None:
         )
 
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
+HUB_TIMEOUT_S = 10  # one question to the Hub: which commit does this revision name?
+
+
 def _fetch_from_hub(repo: str, revision: str, files: list[str], spec: str) -> Path:
-    """Cache first, then download; offline and uncached gives one actionable sentence."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    """The cached snapshot folder (named by its commit) holding `files` of repo@revision.
+
+    A commit never moves, so a cached one is used without the network. Otherwise the Hub is
+    asked once which commit `revision` names (huggingface_hub retries some calls for half a
+    minute; this one fails at once), then `snapshot_download` fetches it and records the
+    branch in the cache's refs. Offline (`HF_HUB_OFFLINE=1`) or with the Hub unreachable, the
+    cache's refs answer; when they cannot, one sentence says what to do.
+    """
+    from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_OFFLINE
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    paths = []
-    for fname in files:
-        cached = try_to_load_from_cache(repo, fname, revision=revision)
-        if isinstance(cached, str):
-            paths.append(Path(cached))
-            continue
+    cached = [try_to_load_from_cache(repo, f, revision=revision) for f in files]
+    if COMMIT.fullmatch(revision) and all(isinstance(c, str) for c in cached):
+        paths = [Path(c) for c in cached]
+    else:
+        online, failure = not HF_HUB_OFFLINE, None
+        if online:
+            try:
+                HfApi().repo_info(repo, revision=revision, timeout=HUB_TIMEOUT_S)
+            except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+                raise ModelNotFoundError(f"{repo}@{revision}: not found on the Hub") from err
+            except Exception as err:  # no connection, a timeout, or the Hub answered 5xx / 401
+                online, failure = False, err
         try:
-            paths.append(Path(hf_hub_download(repo, fname, revision=revision)))
+            folder = Path(
+                snapshot_download(
+                    repo, revision=revision, allow_patterns=files, local_files_only=not online
+                )
+            )
         except LocalEntryNotFoundError as err:
-            raise ModelNotFoundError(
-                f"{fname} of {repo}@{revision[:12]} is not in the Hugging Face cache and the Hub "
-                f"cannot be reached (offline); on a connected machine run "
-                f"`embedkit zoo download {spec}`, then copy its Hugging Face cache "
-                "(HF_HUB_CACHE) here"
-            ) from err
+            uncached = [f for f, c in zip(files, cached, strict=True) if not isinstance(c, str)]
+            raise _unreachable(repo, revision, uncached or files, spec, failure) from err
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
-            raise ModelNotFoundError(f"{repo}@{revision}: {fname} not found on the Hub") from err
+            raise ModelNotFoundError(f"{repo}@{revision}: not found on the Hub") from err
+        except HfHubHTTPError as err:
+            raise _unreachable(repo, revision, files, spec, err) from err
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                f"{repo}@{revision} (commit {folder.name[:12]}): {', '.join(missing)} not found on "
+                "the Hub or in the Hugging Face cache"
+            )
+        paths = [folder / f for f in files]
     for path in paths:
         verify_cached_blob(path)
     folders = {p.parent for p in paths}
     if len(folders) != 1:
         raise ModelNotFoundError(f"{repo}@{revision}: files resolved to different folders")
     return folders.pop()
+
+
+def _unreachable(repo: str, revision: str, files: list[str], spec: str, failure) -> Exception:
+    """One sentence for "`files` are not in the cache, and the Hub was not asked (offline)
+    or did not answer (`failure`)"."""
+    fetch = (
+        f"on a connected machine run `embedkit zoo download {spec}`, then copy its Hugging "
+        "Face cache (HF_HUB_CACHE) here"
+    )
+    if failure is None:
+        return ModelNotFoundError(
+            f"{files[0]} of {repo}@{revision[:12]} is not in the Hugging Face cache and "
+            f"HF_HUB_OFFLINE=1 (offline); {fetch}"
+        )
+    text = str(failure).strip()
+    reason = text.splitlines()[0] if text else type(failure).__name__
+    return ModelNotFoundError(
+        f"cannot reach the Hugging Face Hub to resolve {repo}@{revision} ({reason}) and it is "
+        f"not in the Hugging Face cache; {fetch} and set HF_HUB_OFFLINE=1 to use it"
+    )
 
 
 def _converters_for(folder: Path) -> list[str]:
