@@ -132,7 +132,7 @@ register(
             "# command line\n"
             "embedkit embed-smiles molecules.csv -m {spec} -o embeddings.parquet\n"
             "\n# Python\nimport embedkit\nmodel = embedkit.load({spec!r})\n"
-            "embeddings, valid = model.embed_smiles(['CCO', 'c1ccccc1O'])\n"
+            'embeddings, valid = model.embed_smiles(["CCO", "c1ccccc1O"])\n'
         ),
         citation="Liu G. et al., Learning Molecular Representation in a Cell, ICLR 2025 "
         "(InfoAlign)",

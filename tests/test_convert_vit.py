@@ -44,6 +44,7 @@ from embedkit.errors import UntrustedFormatError
 from embedkit.images.convert import convert_openphenom, convert_rxrx1_vit
 from embedkit.images.model import RXRX1
 from embedkit.images.vit import ImageEncoder, ViTConfig
+from embedkit.zoo.hub_card import check_card_text
 
 EPS = 1e-6  # timm's LayerNorm eps in every ViT here
 DIM, HEADS, DEPTH, PATCH, GRID = 192, 3, 2, 16, 4  # head dim 64 as in ViT-S; 64 px crops
@@ -309,6 +310,7 @@ def test_seed_checkpoint_converts_and_embeds_like_upstream(seed_checkpoint, seed
     assert config["encoder"]["img_size"] == IMG and config["encoder"]["in_chans"] == 6
     assert config["encoder"]["cell_line_tokens"] == 0
     assert config["normalization"] == {"kind": "instance"}
+    assert check_card_text((seed_converted / "README.md").read_text(), "card")["license"] == "other"
     x = torch.randn(5, 6, IMG, IMG, generator=torch.Generator().manual_seed(1))
     ours = torch.from_numpy(embedder.embed_crops(x))
     assert (ours - seed_reference(own(vit), x)).abs().max() < 1e-4
@@ -463,7 +465,8 @@ def test_openphenom_converts_and_embeds_3_and_6_channels_like_upstream(openpheno
     assert "must not be redistributed" in config["extra"]["redistribution"]
     assert config["extra"]["pos_embed_matches_sincos"] is True
     assert config["extra"]["max_channels_trained"] == MAX_CHANS
-    assert "non-commercial" in (out / "README.md").read_text()
+    card = check_card_text((out / "README.md").read_text(), "card")  # as the Hub parses it
+    assert (card["license"], card["license_name"]) == ("other", "non-commercial")
     embedder = load(f"local-dir:{out}", device="cpu")
     g = torch.Generator().manual_seed(2)
     for chans in (3, 6):

@@ -18,8 +18,15 @@ from embedkit.images.vit import ViTConfig
 from embedkit.molecules.gin import GINConfig
 from embedkit.molecules.model import InfoAlignModel
 from embedkit.zoo import sha256_of
+from embedkit.zoo.hub_card import card_data, render
 from train.publish import check_folder
 from train.ship import ship
+
+
+def hub_card(model) -> str:
+    """A README with the front matter publish checks (huggingface_hub's ModelCardData)."""
+    return render(card_data(model.ARCHITECTURE, "mit", ["test"]), "# card\n")
+
 
 RUNS = {
     "molecules": lambda: InfoAlignModel(
@@ -38,7 +45,7 @@ def test_ship_any_kind_from_a_run_folder_then_load_it_by_name(tmp_path, monkeypa
     model = RUNS[task]().eval()
     run = tmp_path / "run"
     model.save_pretrained(run / "model")
-    (run / "model" / "README.md").write_text("---\nlibrary_name: embedkit\n---\n# card\n")
+    (run / "model" / "README.md").write_text(hub_card(model))
     (run / "metrics.jsonl").write_text("{}\n")
     zoo = tmp_path / "zoo"
     zoo.mkdir()
@@ -69,8 +76,9 @@ def test_ship_any_kind_from_a_run_folder_then_load_it_by_name(tmp_path, monkeypa
 
 @pytest.mark.parametrize("task", list(RUNS))
 def test_publish_dry_run_checks_any_kind(tmp_path, task):
-    folder = RUNS[task]().save_pretrained(tmp_path / "m")
-    (folder / "README.md").write_text("---\nlibrary_name: embedkit\n---\n# card\n")
+    model = RUNS[task]()
+    folder = model.save_pretrained(tmp_path / "m")
+    (folder / "README.md").write_text(hub_card(model))
     files = check_folder(folder)
     assert set(files) == {
         "config.json",

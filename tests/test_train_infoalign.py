@@ -19,6 +19,7 @@ from embedkit.errors import InputError
 from embedkit.molecules.feature_spaces import FeatureSpaceSpec
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.model import InfoAlignModel
+from embedkit.zoo.hub_card import check_card_text
 from train.context_graph import ContextGraph, FeatureSpace
 from train.dataset import featurize_cached, split_molecules
 from train.infoalign import run_training
@@ -219,6 +220,8 @@ def test_training_decreases_loss_and_writes_a_loadable_folder(tmp_path, graph_fi
     card = (folder / "README.md").read_text()
     front = card.split("---")[1]
     assert "library_name: embedkit" in front and "license:" in front and "tags:" in front
+    assert check_card_text(card, "card")["pipeline_tag"] == "feature-extraction"
+    assert "embedkit embed-smiles molecules.csv -m local-dir:" in card  # its own task's usage
     assert "## Metrics" in card and "| 6 |" in card.split("## Metrics")[1]
     result = publish(folder, None, push=False, log=lambda m: None)
     assert not result["pushed"] and set(result["files"]) == {

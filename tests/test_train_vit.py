@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 import embedkit
 from embedkit.cli import main as embedkit_main
+from embedkit.zoo.hub_card import check_card_text
 from train.__main__ import cli
 from train.loop import read_metrics
 from train.vit import METHODS, recipe_for
@@ -291,6 +292,8 @@ def test_the_command_line_writes_a_model_that_embed_images_ship_and_publish_take
     assert not any(k.startswith("head") for k in load_file(str(out / "model/model.safetensors")))
     card = (out / "model" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: embedkit") and "SIMULATED" in card
+    assert check_card_text(card, "card")["pipeline_tag"] == "image-feature-extraction"
+    assert "## Use with timm" in card and "reg_tokens=3" in card  # the tokens baked per line
     assert "python -m train vit --method wsl" in card and "--cell-line-tokens 3" in card
     assert "Cell-line tokens: 3" in card and "| wsl_loss |" in card
     if graph:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from embedkit.images.timm_export import card_lines
 from embedkit.io import atomic_path
 from embedkit.zoo import sha256_of
+from embedkit.zoo.hub_card import card_data, render, section, usage_lines
 from train.loop import Run, read_metrics
 
-TAGS = ["embedkit", "microscopy", "cell-painting", "vision-transformer", "safetensors"]
+TAGS = ["microscopy", "cell-painting", "vision-transformer", "safetensors"]
 CITATION = (
     "Integrating Biological Knowledge for Robust Microscopy Image Profiling on De Novo Cell "
     "Lines (Chen, Pham, Wang, Zhang; ICCV 2025): ViT-S/16 pretraining with a perturbation "
@@ -77,7 +79,9 @@ def _coverage_lines(coverage: dict) -> list[str]:
     return [f"  * coverage of the label vocabulary: `{json.dumps(coverage)}`"]
 
 
-def render_image_card(model_dir: Path, run: Run, command: str = "", description: str = "") -> str:
+def render_image_card(
+    model_dir: Path, run: Run, command: str = "", description: str = "", license: str = "other"
+) -> str:
     config = json.loads((Path(model_dir) / "config.json").read_text())
     extra = config.get("extra", {})
     recipe, training = extra.get("recipe", {}), extra.get("training", {})
@@ -89,17 +93,7 @@ def render_image_card(model_dir: Path, run: Run, command: str = "", description:
     tokens = enc["cell_line_tokens"]
     lines_used = training.get("cell_lines") or []
     partial = run.step < run.total_steps
-    front = [
-        "---",
-        "library_name: embedkit",
-        "license: other",
-        "tags:",
-        *[f"- {t}" for t in tags],
-        "pipeline_tag: image-feature-extraction",
-        "---",
-        "",
-    ]
-    cell_line_use = " --cell-line NAME" if tokens else ""
+    spec = "local-dir:/path/to/this/folder"
     body = [
         f"# Microscopy ViT pretrained with {method} (embedkit)",
         "",
@@ -117,16 +111,9 @@ def render_image_card(model_dir: Path, run: Run, command: str = "", description:
             if partial
             else []
         ),
-        "## Use",
+        section("use", usage_lines(config["architecture"], spec)),
         "",
-        "```bash",
-        f"embedkit embed-images PLATES/ -m local-dir:RUN_DIR/model -o emb/{cell_line_use}",
-        "```",
-        "",
-        "```python",
-        "import embedkit",
-        'model = embedkit.load("local-dir:/path/to/this/folder")',
-        "```",
+        section("timm", card_lines(config, spec)),
         "",
         "## Encoder",
         "",
@@ -215,7 +202,7 @@ def render_image_card(model_dir: Path, run: Run, command: str = "", description:
         CITATION,
         "",
     ]
-    return "\n".join(front + body)
+    return render(card_data(config["architecture"], license, tags), "\n".join(body))
 
 
 def write_image_card(folder: Path, run: Run, command: str = "", description: str = "") -> Path:

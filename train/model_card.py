@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 
 from embedkit.io import atomic_path
+from embedkit.molecules.model import ARCHITECTURE
+from embedkit.zoo.hub_card import card_data, render, section, usage_lines
 from train.context_graph import ContextGraph
 
 TAGS = [
-    "embedkit",
     "molecules",
     "molecular-representation",
     "infoalign",
@@ -149,16 +150,6 @@ def render_model_card(
 ) -> str:
     summary = graph.summary()
     partial = runtime.get("steps_done", 0) < runtime.get("steps_planned", 0)
-    front = [
-        "---",
-        "library_name: embedkit",
-        f"license: {license}",
-        "tags:",
-        *[f"- {t}" for t in TAGS],
-        "pipeline_tag: feature-extraction",
-        "---",
-        "",
-    ]
     body = [
         "# InfoAlign-style GIN molecule encoder (embedkit)",
         "",
@@ -177,12 +168,7 @@ def render_model_card(
             if partial
             else []
         ),
-        "## Use",
-        "",
-        "```python",
-        "import embedkit",
-        'model = embedkit.load("local-dir:/path/to/this/folder")  # or hf-hub:org/repo@rev',
-        "```",
+        section("use", usage_lines(ARCHITECTURE, "local-dir:/path/to/this/folder")),
         "",
         "Decoders are kept (named by feature space); `config.json` → `extra.feature_spaces` "
         "lists each space's column names and the min/max used to scale targets to [0, 1], so "
@@ -210,9 +196,9 @@ def render_model_card(
         "",
         *_gene_line(graph),
         f"Graph construction: `{json.dumps(graph.meta.get('config', {}))}`.",
+        "",
         *_exclusions(graph),
         *_warm_start(config),
-        "",
         "### Provenance",
         "",
         *_provenance(graph),
@@ -254,7 +240,7 @@ def render_model_card(
         "```",
         "",
     ]
-    return "\n".join(front + body)
+    return render(card_data(ARCHITECTURE, license, TAGS), "\n".join(body))
 
 
 def write_model_card(folder: Path | str, **kwargs) -> Path:

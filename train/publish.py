@@ -13,6 +13,7 @@ from embedkit.errors import InputError
 from embedkit.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from embedkit.registry import kind_of_folder
 from embedkit.zoo import sha256_of
+from embedkit.zoo.hub_card import check_card_text
 
 REQUIRED = (CONFIG_NAME, WEIGHTS_NAME, "README.md")
 
@@ -23,9 +24,8 @@ def check_folder(folder: str | Path) -> dict[str, str]:
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise InputError(f"{folder} lacks {', '.join(missing)}; run training first")
-    card = (folder / "README.md").read_text()
-    if not card.startswith("---\n") or "library_name: embedkit" not in card.split("---")[1]:
-        raise InputError(f"{folder}/README.md has no front matter with library_name: embedkit")
+    # the Hub's own parser (huggingface_hub.ModelCard): library_name, licence id, tags, pipeline
+    check_card_text((folder / "README.md").read_text(), f"{folder}/README.md")
     # the weights must load, by the kind's own class, before anyone downloads them
     kind_of_folder(folder).model_class().from_pretrained(folder)
     return {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()}

@@ -27,6 +27,7 @@ from embedkit.errors import InputError, UntrustedFormatError
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig, sincos_2d
 from embedkit.zoo import sha256_of
+from embedkit.zoo.hub_card import write_card
 
 SEED_PREFIX = "encoder."
 SEED_DUPLICATE = "backbone."
@@ -172,13 +173,17 @@ def convert_rxrx1_vit(
         ours[name] = tensor
     _load_strict(model, ours, path, "seed-paper ViT")
     out = model.save_pretrained(out_dir)
-    (out / "README.md").write_text(
-        "---\nlibrary_name: embedkit\ntags: [images, cell-painting, rxrx1, converted]\n---\n"
+    write_card(
+        out,
+        model.ARCHITECTURE,
+        "other",  # the upstream checkpoint's terms apply; embedkit grants none
+        ["images", "cell-painting", "rxrx1", "converted"],
         f"# Converted RxRx1 ViT\n\nConverted by `embedkit zoo convert rxrx1-vit` from "
         f"`{path.name}` (sha256 `{digest}`): ViT with {config.depth} blocks, width {dim}, "
         f"{in_chans} channels ({', '.join(model.channels)}), {config.img_size} px crops, "
         f"{k} cell-line token(s). The embedding is the mean of the patch tokens. "
-        "Cite Chen et al., ICCV 2025.\n"
+        "Cite Chen et al., ICCV 2025.\n",
+        license_name="upstream-terms",
     )
     return out
 
@@ -279,13 +284,15 @@ def convert_openphenom(
             ours[name] = tensor  # reported as unexpected by _load_strict
     _load_strict(model, ours, path, "OpenPhenom encoder")
     out = model.save_pretrained(out_dir)
-    (out / "README.md").write_text(
-        "---\nlibrary_name: embedkit\nlicense: other\nlicense_name: non-commercial\n"
-        "tags: [images, cell-painting, openphenom, converted, non-commercial]\n---\n"
+    write_card(
+        out,
+        model.ARCHITECTURE,
+        "non-commercial",  # -> license: other, license_name: non-commercial
+        ["images", "cell-painting", "openphenom", "converted", "non-commercial"],
         f"# Converted OpenPhenom encoder (non-commercial)\n\n{OPENPHENOM_LICENSE}\n\n"
         f"Converted by `embedkit zoo convert openphenom` from `{path.name}` (sha256 "
         f"`{digest}`). Channel-agnostic ViT ({config.depth} blocks, width {dim}, "
         f"{config.img_size} px crops); the embedding is the mean of the patch tokens of all "
-        "channels, as `MAEModel.predict`. Cite Kraus et al., CVPR 2024.\n"
+        "channels, as `MAEModel.predict`. Cite Kraus et al., CVPR 2024.\n",
     )
     return out

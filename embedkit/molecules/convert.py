@@ -13,6 +13,7 @@ from embedkit.errors import UntrustedFormatError
 from embedkit.molecules.gin import GINConfig
 from embedkit.molecules.model import InfoAlignModel
 from embedkit.zoo import sha256_of
+from embedkit.zoo.hub_card import write_card
 
 INFOALIGN_PREFIXES = ("graph_encoder.", "dist_net.")
 # InfoAlign's GNN keeps an unused top-level bond encoder; it carries no information.
@@ -63,10 +64,14 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     out = model.save_pretrained(out_dir)
-    (out / "README.md").write_text(
-        "---\nlibrary_name: embedkit\ntags: [molecules, infoalign, converted]\n---\n"
+    write_card(
+        out,
+        model.ARCHITECTURE,
+        "other",  # the upstream checkpoint's terms apply; embedkit grants none
+        ["molecules", "infoalign", "converted"],
         f"# Converted InfoAlign encoder\n\nConverted by `embedkit zoo convert infoalign` from "
         f"`{checkpoint.name}` (sha256 `{sha256_of(checkpoint)}`). Encoder and VIB head only; "
-        "the embedding is μ (300-d). Cite Liu et al., ICLR 2025.\n"
+        "the embedding is μ (300-d). Cite Liu et al., ICLR 2025.\n",
+        license_name="upstream-terms",
     )
     return out
