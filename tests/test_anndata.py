@@ -49,6 +49,7 @@ def test_embed_smiles_h5ad_goes_through_neighbors_and_umap(tmp_path, tiny_model_
         f"local-dir:{tiny_model_dir}", "-n", 0,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "invalid rows left out of X, listed in uns['embedkit_invalid']" in result.output
     adata = anndata.read_h5ad(out)
     assert adata.shape == (30, 16) and np.isfinite(adata.X).all()
     assert list(adata.obs_names) == [f"mol{i:02d}" for i in range(30)]

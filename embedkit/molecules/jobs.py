@@ -13,6 +13,7 @@ import pandas as pd
 
 from embedkit import __version__
 from embedkit.errors import InputError, NothingEmbeddedError
+from embedkit.h5ad import INVALID_KEY
 from embedkit.io import embeddings_frame, read_table, write_table
 from embedkit.outputs import check_output_file, summary_line
 from embedkit.provenance import input_fields, portable
@@ -50,18 +51,33 @@ class EmbedSummary:
         details = [
             self.column.describe() if self.column else "",
             f"input columns kept under new names: {kept}" if kept else "",
+            self._h5ad_note(),
         ]
         return summary_line(counts, self.seconds, self.output, details, rate=rate)
 
+    def _h5ad_note(self) -> str:
+        """Where the invalid rows of an .h5ad went (they are not in X: `embedkit.h5ad`)."""
+        left_out = self.invalid - self.dropped
+        if left_out <= 0 or Path(self.output).suffix.lower() != ".h5ad":
+            return ""
+        return f"invalid rows left out of X, listed in uns['{INVALID_KEY}']"
+
     def raise_if_nothing_embedded(self) -> None:
         """Every row invalid: NothingEmbeddedError (the CLI exits 2 after the summary)."""
-        if self.rows and not self.embedded:
+        if not self.rows or self.embedded:
+            return
+        if self.dropped:
             raise NothingEmbeddedError(
-                f"none of the {self.rows} rows could be embedded; the reason for each is in "
-                f"the Metadata_Error column of {self.output}"
-                if not self.dropped
-                else f"none of the {self.rows} rows could be embedded (all dropped)"
+                f"none of the {self.rows} rows could be embedded (all dropped)"
             )
+        where = (
+            f"uns['{INVALID_KEY}'] of {self.output}"
+            if Path(self.output).suffix.lower() == ".h5ad"
+            else f"the Metadata_Error column of {self.output}"
+        )
+        raise NothingEmbeddedError(
+            f"none of the {self.rows} rows could be embedded; the reason for each is in {where}"
+        )
 
 
 # Column names taken for SMILES without looking at the values, best first (any case).
