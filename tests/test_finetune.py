@@ -552,6 +552,11 @@ def test_profiles_fine_tune_beside_baselines_and_predict(tmp_path):
     assert len(predictions) == 48 and list(predictions["Metadata_Well"][:2]) == ["A00", "A01"]
     assert predictions["Metadata_Valid"].sum() == 47  # the row with a missing feature
     assert predictions.loc[~predictions["Metadata_Valid"], "Metadata_Prediction"].isna().all()
+    from embedkit.io import read_run_info
+
+    info = read_run_info(tmp_path / "p.csv")  # the input by name + sha256, no tmp path
+    assert info["input"] == "other.csv" and len(info["input_sha256"]) == 64
+    assert info["software"]["torch"] and str(tmp_path) not in json.dumps(info)
 
     # a table lacking the model's features: one sentence naming them
     pd.read_csv(other).drop(columns=["Cells_F07"]).to_csv(tmp_path / "less.csv", index=False)

@@ -1046,10 +1046,17 @@ def predict_profiles(
     )
     meta = meta.assign(Metadata_Valid=result.valid, Metadata_Error=result.errors)
     out = pd.concat([meta, prediction_columns(probabilities, embedder.model.labels)], axis=1)
+    from embedkit.provenance import input_fields
+
     write_table(
         out,
         output,
-        {**embedder.run_info, "task": "profile-classification", "embedkit_version": __version__},
+        {
+            **embedder.run_info,
+            "task": "profile-classification",
+            "embedkit_version": __version__,
+            **input_fields(path),
+        },
     )
     invalid = int((~result.valid).sum())
     return PredictSummary(len(out), invalid, time.perf_counter() - tick, output, "profiles")
