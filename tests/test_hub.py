@@ -51,7 +51,7 @@ def test_a_branch_is_recorded_as_the_commit_it_resolved_to(cache, tmp_path, spec
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     shown = run_cli("zoo", "download", spec, env=env)
     assert shown.returncode == 0, shown.stderr
-    assert COMMIT in shown.stdout and "@main:" not in shown.stdout
+    assert shown.stdout.startswith(f"hf-hub:{REPO}@{COMMIT}: verified")  # the pinned spec
 
     smiles = tmp_path / "in.csv"
     smiles.write_text("smiles\nCCO\n")

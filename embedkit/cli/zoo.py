@@ -62,10 +62,9 @@ def zoo_download(name: str) -> None:
     from embedkit.zoo import resolve
 
     resolved = resolve(name)
-    click.echo(
-        f"{resolved.model_id}@{resolved.revision}: verified in {resolved.folder} "
-        f"({resolved.source})"
-    )
+    shown = resolved.model_id  # hf-hub:org/repo@main → hf-hub:org/repo@<the commit it named>
+    shown = shown.rpartition("@")[0] or shown if shown.startswith("hf-hub:") else shown
+    click.echo(f"{shown}@{resolved.revision}: verified in {resolved.folder} ({resolved.source})")
 
 
 @zoo_group.command("verify")
