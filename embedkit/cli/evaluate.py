@@ -1,4 +1,5 @@
-"""`embedkit evaluate property|retrieval`: models scored on public benchmarks, beside baselines."""
+"""`embedkit evaluate property|retrieval|map`: models scored on public benchmarks beside
+baselines, and profiles scored for phenotypic activity with copairs (`map`)."""
 
 from __future__ import annotations
 
@@ -177,3 +178,153 @@ def evaluate_retrieval_cmd(
     for line in evaluation.metrics.lines():
         click.echo(line)
     click.echo(evaluation.line())
+
+
+# embedkit.evaluation.phenotypic.DISTANCES, copied so that --help imports no pandas (a test
+# keeps them equal)
+MAP_DISTANCES = ("cosine", "abs_cosine", "correlation", "euclidean", "manhattan", "chebyshev")
+
+
+@evaluate_group.command("map")
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--group-by",
+    required=True,
+    metavar="COLUMN",
+    help="The groups to score, e.g. Metadata_broad_sample; a group's rows are its replicates.",
+)
+@click.option(
+    "--controls",
+    required=True,
+    metavar="QUERY",
+    help="pandas query selecting the control rows, e.g. \"Metadata_broad_sample == 'DMSO'\".",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One row per group: the group, then copairs' mean_average_precision, "
+    "mean_normalized_average_precision, p_value, corrected_p_value, below_p, "
+    "below_corrected_p (.csv, .tsv or .parquet).",
+)
+@click.option(
+    "--consistency-by",
+    default=None,
+    metavar="COLUMN",
+    help="Also score consistency: mAP of each value of COLUMN (e.g. Metadata_moa) over the "
+    "median profiles of the active groups; values holding --label-separator are several labels.",
+)
+@click.option(
+    "--consistency-output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The consistency table.  [default: OUT_consistency beside OUT]",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="mAP against -log10(corrected p), one panel per table; .png, .pdf or .svg, by the suffix.",
+)
+@click.option(
+    "--features",
+    default=None,
+    help="Comma-separated feature columns; * and ? patterns allowed (e.g. 'Cells_*').  "
+    "[default: numeric columns not starting with Metadata_]",
+)
+@click.option(
+    "--null-size",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Size of copairs' null distribution; the smallest p-value is 1/(null size + 1).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Corrected p-value under which a group is active (below_corrected_p).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the null.")
+@click.option(
+    "--distance",
+    type=click.Choice(MAP_DISTANCES),
+    default="cosine",
+    show_default=True,
+    help="copairs' similarity between profiles.",
+)
+@click.option(
+    "--label-separator",
+    default="|",
+    show_default=True,
+    help="Separates several labels in one --consistency-by value; '' for none.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where copairs caches null distributions.  [default: ~/.copairs]",
+)
+@overwrite_option
+@friendly_errors
+def evaluate_map_cmd(
+    table,
+    group_by,
+    controls,
+    output,
+    consistency_by,
+    consistency_output,
+    plot,
+    features,
+    null_size,
+    threshold,
+    seed,
+    distance,
+    label_separator,
+    cache_dir,
+    overwrite,
+) -> None:
+    """Phenotypic activity of each group against the controls, with copairs' mAP.
+
+    copairs' recipe: a profile's positives are its group's other rows, its negatives the
+    controls; mean average precision per group, with a permutation p-value corrected for
+    multiple testing (Benjamini-Hochberg). With --consistency-by, groups sharing a label
+    (e.g. a mechanism of action) are scored the same way over the active groups. Needs the
+    copairs extra: pip install 'embedkit[copairs]'.
+
+    \b
+    Examples:
+      embedkit evaluate map wells.csv --group-by Metadata_broad_sample \\
+          --controls "Metadata_broad_sample == 'DMSO'" -o activity.csv --plot activity.png
+      embedkit evaluate map wells_norm.parquet --group-by Metadata_broad_sample \\
+          --controls "Metadata_mmoles_per_liter == 0" -o activity.csv \\
+          --consistency-by Metadata_moa --null-size 100000
+    """
+    from embedkit.cli.options import split_columns
+    from embedkit.evaluation.jobs import evaluate_map_file
+    from embedkit.evaluation.phenotypic import MapSettings
+
+    settings = MapSettings(
+        null_size=null_size,
+        threshold=threshold,
+        seed=seed,
+        distance=distance,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+    )
+    summary = evaluate_map_file(
+        table,
+        output,
+        group_by,
+        controls,
+        features=split_columns(features),
+        consistency_by=consistency_by,
+        consistency_output=consistency_output,
+        plot=plot,
+        settings=settings,
+        label_separator=label_separator or None,
+        overwrite=overwrite,
+    )
+    for line in summary.lines():
+        click.echo(line)
