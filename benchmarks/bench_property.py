@@ -16,6 +16,7 @@ defaults and output path.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -31,6 +32,7 @@ from embedkit.evaluation.report import (
     FULL,
     PROTOCOLS,
     QUICK,
+    merge_reports,
     run_property_report,
     write_report,
 )
@@ -71,6 +73,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="another model scored in the same run (e.g. the previous default)",
     )
     p.add_argument("--no-forest", action="store_true", help="skip the ECFP4 random forest")
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="score the models only, to --merge with a report that has the baselines",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="merge these report JSONs (same protocol) into --out and print the table",
+    )
     p.add_argument(
         "--max-molecules",
         type=int,
@@ -128,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.runs = FIXED_RUNS["quick" if args.quick else "full"]
     if args.out is None:
         args.out = RESULTS / ("property_quick.json" if args.quick else "property.json")
-    if not args.data_dir:
+    if not args.data_dir and not args.merge:
         p.error(f"pass --data-dir or set {DATA_DIR_ENV}")
     return args
 
@@ -137,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
+    if args.merge:
+        report = merge_reports([json.loads(p.read_text()) for p in args.merge])
+        _print(report)
+        write_report(report, args.out)
+        print(f"\nmerged {len(args.merge)} reports; wrote {args.out}")
+        return 0
     report = run_property_report(
         args.model,
         args.data_dir,
@@ -155,15 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         task_type=args.task_type,
         extra_models=args.extra_model,
         forest=not args.no_forest,
+        baselines=not args.no_baselines,
     )
     report["config"]["quick"] = args.quick
-    print(report["table_markdown"])
-    print()
-    for m in report["margins"]:
-        print(
-            f"{m['dataset']} {m['protocol']}: {m['model']} vs {m['baseline']}: "
-            f"{m['gain']:+.2f} ({m['gain_in_sd']} sd)"
-        )
+    _print(report)
     print(
         "\nThe paper column beside the model is InfoAlign's published score for its own "
         "checkpoint (mean of 10 runs), a target, not this model's result."
@@ -171,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     write_report(report, args.out)
     print(f"\n{len(report['results'])} runs in {report['elapsed_s']:.0f}s; wrote {args.out}")
     return 0
+
+
+def _print(report: dict) -> None:
+    print(report["table_markdown"])
+    print()
+    for m in report["margins"]:
+        print(
+            f"{m['dataset']} {m['protocol']}: {m['model']} vs {m['baseline']}: "
+            f"{m['gain']:+.2f} ({m['gain_in_sd']} sd)"
+        )
 
 
 if __name__ == "__main__":

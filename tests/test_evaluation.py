@@ -403,3 +403,45 @@ def test_evaluate_property_cli_scores_an_assay_file_by_path(smiles, tmp_path):
     result = CliRunner().invoke(main, [*args[:4], "--assays", str(bad), "--quick"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith(f"error: {bad}: no SMILES column")
+
+
+def test_merge_reports_puts_a_model_scored_alone_beside_the_baselines(smiles):
+    """A model scored without baselines merges with a run that has them (same protocol);
+    a run with other settings is refused."""
+    import pandas as pd
+
+    from embedkit.errors import InputError
+    from embedkit.evaluation.report import merge_reports
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((120, 2)) < 0.4).astype(np.float32)
+    data = PropertyDataset("toy", smiles[:120], labels, ["a", "b"], "classification")
+    kwargs = dict(seeds=[0], probe=ProbeConfig(max_epochs=5, patience=5), fixed_split_runs=2)
+    with_baselines = evaluate_property(
+        data, [*ecfp_methods(("mlp",)), _tiny_random_method()], **kwargs
+    )
+    model = _tiny_random_method()
+    model.name, model.features_key = "new-model", "new-model"
+    alone = evaluate_property(data, [model], **kwargs)
+    config = {"protocol": "both", "seeds": [0], "fixed_split_runs": 2, "fixed_split_seed": 0}
+
+    def report(table: pd.DataFrame, model_id: str) -> dict:
+        records = table.to_dict(orient="records")
+        return {
+            "config": config,
+            "model": {"model_id": model_id},
+            "elapsed_s": 1.0,
+            "results": records,
+        }
+
+    merged = merge_reports([report(with_baselines, "old"), report(alone, "new-model")])
+    assert len(merged["results"]) == len(with_baselines) + len(alone)
+    assert (
+        "| new-model |" in merged["table_markdown"]
+        and "| random-init |" in merged["table_markdown"]
+    )
+    assert {m["model"] for m in merged["margins"]} == {"new-model"}
+    assert {m["baseline"] for m in merged["margins"]} == {"random-init", "ecfp4-mlp"}
+    other = {**report(alone, "new-model"), "config": {**config, "fixed_split_runs": 10}}
+    with pytest.raises(InputError, match="different fixed_split_runs: 2 vs 10"):
+        merge_reports([report(with_baselines, "old"), other])

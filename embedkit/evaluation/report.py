@@ -65,13 +65,16 @@ def run_property_report(
     task_type: str = "auto",
     extra_models: list[str] | tuple[str, ...] = (),
     forest: bool = True,
+    baselines: bool = True,
 ) -> dict:
     """Score `model` (and `extra_models`), the same architecture with random weights, ECFP4
     + MLP and (with `forest`) ECFP4 + random forest, under the chosen protocol(s).
 
     `datasets` are benchmark names or assay-file paths (read with `task_type`). Returns a
     JSON-ready report with every run, a mean ± std summary, the model's margin over the
-    random-init encoder in standard deviations, and a markdown table.
+    random-init encoder in standard deviations, and a markdown table. `baselines=False`
+    scores the models only, for `merge_reports` with a run that has the baselines (same
+    protocol and settings: the baselines' rows are deterministic).
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -90,8 +93,14 @@ def run_property_report(
     model_name = names[0]
     methods = [
         *[embedder_method(n, e) for n, e in zip(names, embedders, strict=True)],
-        random_init_method("random-init", like=embedders[0], precision=precision),
-        *ecfp_methods(("mlp", "rf") if forest else ("mlp",)),
+        *(
+            [
+                random_init_method("random-init", like=embedders[0], precision=precision),
+                *ecfp_methods(("mlp", "rf") if forest else ("mlp",)),
+            ]
+            if baselines
+            else []
+        ),
     ]
     probe = ProbeConfig(max_epochs=max_epochs, patience=patience, precision=probe_precision)
     seed_list = list(range(seeds)) if protocol != FIXED_SPLIT else []
@@ -130,6 +139,7 @@ def run_property_report(
             "precision": precision,
             "jobs": jobs,
             "probe": probe.to_dict(),
+            "baselines": baselines,
         },
         "model": embedders[0].run_info,
         "extra_models": [e.run_info for e in embedders[1:]],
@@ -143,6 +153,39 @@ def run_property_report(
         "paper": PAPER,
         "table_markdown": markdown_table(summary, model_name),
         "margins": margins(summary, names),
+        "summary": _records(summary),
+        "results": _records(results),
+    }
+
+
+MERGE_KEYS = ("protocol", "seeds", "fixed_split_runs", "fixed_split_seed", "max_molecules", "probe")
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from several runs of the same protocol (e.g. a new model scored without
+    baselines, beside an earlier run that has them); refuses differing settings."""
+    first = reports[0]
+    for other in reports[1:]:
+        for key in MERGE_KEYS:
+            if other["config"].get(key) != first["config"].get(key):
+                raise InputError(
+                    f"cannot merge reports with different {key}: "
+                    f"{first['config'].get(key)!r} vs {other['config'].get(key)!r}"
+                )
+    results = pd.DataFrame([row for r in reports for row in r["results"]])
+    results = results.drop_duplicates(subset=["dataset", "protocol", "method", "seed"])
+    summary = summarize(results)
+    models = [r["model"].get("model_id") for r in reports] + [
+        m.get("model_id") for r in reports for m in r.get("extra_models", [])
+    ]
+    models = list(dict.fromkeys(m for m in models if m))
+    return {
+        **first,
+        "merged_from": [r["config"] for r in reports],
+        "models": [r["model"] for r in reports],
+        "elapsed_s": round(sum(r["elapsed_s"] for r in reports), 1),
+        "table_markdown": markdown_table(summary, models[-1]),
+        "margins": margins(summary, models),
         "summary": _records(summary),
         "results": _records(results),
     }
