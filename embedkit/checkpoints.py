@@ -57,3 +57,18 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"{', '.join(WRAPPER_KEYS)}), found a {kind}" + (f" with keys {keys}" if keys else "")
         )
     return blob
+
+
+def key_problems(missing, unexpected=(), wrong_shape=(), show: int = 3) -> str:
+    """'missing a, b; unexpected c' for a converter's refusal: named keys, not Python lists."""
+    parts = []
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong_shape),
+    ):
+        keys = list(keys)
+        if keys:
+            more = f" and {len(keys) - show} more" if len(keys) > show else ""
+            parts.append(f"{label} {', '.join(keys[:show])}{more}")
+    return "; ".join(parts)

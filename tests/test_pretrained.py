@@ -100,7 +100,8 @@ def test_zoo_show_usage_snippet_runs_as_printed(card):
     assert shown.returncode == 0, shown.stderr
     usage = shown.stdout.split("\nUsage:\n", 1)[1]
     command_line, python = usage.split("# Python", 1)
-    kind = registry.get_kind(json.loads(shown.stdout.split("\nUsage:\n")[0])["architecture"])
+    raw = run_cli("zoo", "show", card, "--json")  # the card itself, for scripts
+    kind = registry.get_kind(json.loads(raw.stdout)["architecture"])
     assert ("embed-smiles" in command_line) == (kind.task == "molecules")
     namespace: dict = {}
     exec(compile(python, f"<usage of {card}>", "exec"), namespace)  # noqa: S102

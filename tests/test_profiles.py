@@ -348,7 +348,7 @@ def test_group_with_one_control_is_named():
     table = plates()
     lone = (table["Metadata_Plate"] == "plate2") & (table["Metadata_PertType"] == "negcon")
     table.loc[lone[lone].index[1:], "Metadata_PertType"] = "trt"
-    with pytest.raises(InputError, match="Metadata_Plate='plate2' has 1 control rows"):
+    with pytest.raises(InputError, match="the group Metadata_Plate = plate2 has 1 control rows"):
         normalize(table, "standardize", controls=NEGCON, by="Metadata_Plate")
 
 

@@ -224,7 +224,7 @@ def test_missing_features_are_reported_by_row_never_indexed_silently(tmp_path, m
         tmp_path / "idx",
         "-m",
         f"local-dir:{model_dir}",
-        "--on-nan",
+        "--on-error",
         "drop",
     )
     assert result.exit_code == 0, result.output

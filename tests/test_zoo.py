@@ -77,7 +77,8 @@ def test_shipped_model_verifies_and_show_has_usage():
     shown = run_cli("zoo", "show", "infoalign-gin-lincs-small")
     assert shown.returncode == 0
     assert "embedkit.load('infoalign-gin-lincs-small')" in shown.stdout
-    assert json.loads(shown.stdout.split("\nUsage:")[0])["files"]["model.safetensors"]
+    raw = run_cli("zoo", "show", "infoalign-gin-lincs-small", "--json")
+    assert json.loads(raw.stdout)["files"]["model.safetensors"]
 
 
 def test_model_resolves_from_hf_cache_at_pinned_revision(hub_cache, tmp_path):

@@ -197,7 +197,14 @@ def embed_images_cmd(
         platemap=plate_map,
     )
     summary = embed_image_folders(
-        plate_dirs, embedder, output, options, layout, pattern, cell_line_embeddings
+        plate_dirs,
+        embedder,
+        output,
+        options,
+        layout,
+        pattern,
+        cell_line_embeddings,
+        log=lambda message: click.echo(message, err=True),  # the channel mapping chosen
     )
     click.echo(summary.line())
     summary.raise_if_nothing_embedded()  # exit 2 when every site failed

@@ -67,7 +67,14 @@ def embed_smiles(
     progress,
     overwrite,
 ) -> None:
-    """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order."""
+    """Embed the SMILES in IN (csv/tsv/smi/parquet) into one row per input row, in order.
+
+    \b
+    Examples:
+      embedkit embed-smiles molecules.csv -o molecules.parquet --id-column compound_id
+      embedkit embed-smiles molecules.smi -o molecules.h5ad --on-error drop
+      embedkit embed-smiles big.csv.gz -o big.parquet --precision bf16 --num-workers 4
+    """
     from embedkit.api import load
     from embedkit.molecules.jobs import embed_smiles_file
     from embedkit.outputs import check_output_file

@@ -13,12 +13,21 @@ from embedkit.cli.options import (
     index_model_option,
     model_option,
     overwrite_option,
+    plot_option,
 )
 
 
 @click.group("evaluate")
 def evaluate_group() -> None:
-    """Score models on public benchmarks, always beside baselines."""
+    """Score models on public benchmarks, always beside baselines.
+
+    \b
+    Examples:
+      embedkit evaluate property --quick
+      embedkit evaluate property -m infoalign-gin-lincs-small --seeds 3 -o property.json
+      embedkit evaluate retrieval molecules.csv -i cp_index --key Metadata_InChIKey \\
+          --plot ranks.png
+    """
 
 
 @evaluate_group.command("property")
@@ -154,7 +163,7 @@ DEFAULT_DATASETS = ("chembl2k", "broad6k", "biogenadme")
 @click.option("-s", "--smiles-column", default=None, help="Column holding SMILES.")
 @index_model_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Metrics and ranks as JSON.")
-@click.option("--plot", type=click.Path(path_type=Path), help="Rank histogram (PNG).")
+@plot_option("Rank histogram")
 @overwrite_option
 @friendly_errors
 def evaluate_retrieval_cmd(

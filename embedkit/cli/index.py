@@ -7,11 +7,19 @@ from pathlib import Path
 import click
 
 from embedkit.cli.options import (
+    PROFILE_ON_ERROR_CHOICES,
     friendly_errors,
     index_dir_option,
     model_option,
-    on_nan_option,
+    on_error_option,
     overwrite_option,
+)
+
+profile_on_error_option = on_error_option(
+    "Profiles with missing features: stop and list their rows (raise), or leave them out "
+    "(drop; counted in the summary). They are never indexed silently.",
+    PROFILE_ON_ERROR_CHOICES,
+    old_on_nan=True,
 )
 
 
@@ -56,11 +64,11 @@ def index_group() -> None:
     show_default=True,
     help="auto = exact (flat) up to 1,000,000 profiles, HNSW above.",
 )
-@on_nan_option
+@profile_on_error_option
 @overwrite_option
 @friendly_errors
 def index_build(
-    profiles, output, model, feature_space, metric, index_type, on_nan, overwrite
+    profiles, output, model, feature_space, metric, index_type, on_error, overwrite
 ) -> None:
     """Index PROFILES (a table with Metadata_ columns and feature columns).
 
@@ -77,7 +85,7 @@ def index_build(
     embedder = load(model, device="cpu", with_heads=True, task="molecules", command="index build")
     click.echo(
         build_index_file(
-            profiles, output, embedder, feature_space, metric, index_type, on_nan, overwrite
+            profiles, output, embedder, feature_space, metric, index_type, on_error, overwrite
         )
     )
 
@@ -85,7 +93,7 @@ def index_build(
 @index_group.command("add")
 @click.argument("profiles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @index_dir_option("Index folder to append to.")
-@on_nan_option
+@profile_on_error_option
 @click.option(
     "--allow-duplicates",
     is_flag=True,
@@ -93,7 +101,7 @@ def index_build(
     "skip them and count them in the summary]",
 )
 @friendly_errors
-def index_add(profiles, index_dir, on_nan, allow_duplicates) -> None:
+def index_add(profiles, index_dir, on_error, allow_duplicates) -> None:
     """Append PROFILES to an index without rebuilding it (same feature columns).
 
     Concurrent adds to one index wait for each other (a lock beside the folder); none
@@ -101,7 +109,7 @@ def index_add(profiles, index_dir, on_nan, allow_duplicates) -> None:
     """
     from embedkit.retrieval.jobs import add_to_index_file
 
-    click.echo(add_to_index_file(profiles, index_dir, on_nan, allow_duplicates))
+    click.echo(add_to_index_file(profiles, index_dir, on_error, allow_duplicates))
 
 
 @index_group.command("info")

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from click.exceptions import NoArgsIsHelpError
 
 from embedkit.errors import EmbedkitError, InputError
@@ -169,14 +170,81 @@ def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-on_nan_option = click.option(
-    "--on-nan",
-    type=click.Choice(["error", "drop"]),
-    default="error",
-    show_default=True,
-    help="Profiles with missing features: stop and list their rows, or leave them out "
-    "(counted in the summary). They are never indexed silently.",
-)
+PROFILE_ON_ERROR_CHOICES = ("raise", "drop")  # embedkit.retrieval.index.ON_ERROR_CHOICES
+# `--on-nan`, the old name of `--on-error` for profiles, and its values: still accepted
+# (hidden from --help), with a warning.
+_ON_NAN_VALUES = {"error": "raise", "drop": "drop"}
+
+
+def on_error_option(
+    help_text: str, choices: tuple[str, ...] = ON_ERROR_CHOICES, old_on_nan: bool = False
+):
+    """`--on-error`: what every command does with rows it cannot use (invalid SMILES,
+    profiles with missing features). One name and one vocabulary everywhere: `raise`
+    stops before writing anything and names the row(s), `drop` leaves them out and counts
+    them, `nan` (where a row can be kept) keeps it with NaN features and its reason. The
+    first choice is the default. With `old_on_nan`, `--on-nan error|drop` (the old name,
+    for profiles) still works: it warns and means `--on-error raise|drop`."""
+
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(*args, on_nan: str | None = None, **kwargs):
+            if on_nan is not None:
+                ctx = click.get_current_context()
+                source = ctx.get_parameter_source("on_error")
+                wanted = _ON_NAN_VALUES[on_nan]
+                if source is ParameterSource.COMMANDLINE and kwargs["on_error"] != wanted:
+                    raise click.UsageError(
+                        f"--on-nan {on_nan} (deprecated) contradicts --on-error "
+                        f"{kwargs['on_error']}; give --on-error only",
+                        ctx,
+                    )
+                click.echo(f"warning: --on-nan is deprecated; use --on-error {wanted}", err=True)
+                kwargs["on_error"] = wanted
+            return func(*args, **kwargs)
+
+        hidden = click.option(
+            "--on-nan",
+            type=click.Choice(list(_ON_NAN_VALUES)),
+            default=None,
+            hidden=True,
+            help="Deprecated: --on-error raise|drop.",
+        )
+        shown = click.option(
+            "--on-error",
+            type=click.Choice(list(choices)),
+            default=choices[0],
+            show_default=True,
+            help=help_text,
+        )
+        return shown(hidden(wrapper)) if old_on_nan else shown(func)
+
+    return decorator
+
+
+def _check_plot_name(ctx, param, value: Path | None) -> Path | None:
+    """A --plot name whose suffix is no plot format is refused before any work."""
+    from embedkit.plots import plot_format
+
+    if value is not None:
+        try:
+            plot_format(value)
+        except InputError as err:
+            raise click.BadParameter(str(err), ctx, param) from err
+    return value
+
+
+def plot_option(what: str):
+    """`--plot FILE`: `what` saved as .png, .pdf or .svg (the suffix is the format)."""
+    from embedkit.plots import FORMATS_TEXT
+
+    return click.option(
+        "--plot",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        callback=_check_plot_name,
+        help=f"{what}; {FORMATS_TEXT}, by the suffix.",
+    )
 
 
 def index_dir_option(help_text: str):
@@ -254,14 +322,3 @@ smiles_column_option = click.option(
     "(any case), else the column where RDKit parses most rows (at least half); the summary "
     "names it]",
 )
-
-
-def on_error_option(help_text: str):
-    """`--on-error nan|raise|drop` for invalid SMILES (nan keeps the row)."""
-    return click.option(
-        "--on-error",
-        type=click.Choice(list(ON_ERROR_CHOICES)),
-        default="nan",
-        show_default=True,
-        help=help_text,
-    )

@@ -69,6 +69,12 @@ def retrieve_cmd(
 
     Each molecule is embedded, decoded into the index's feature space by the decoder
     trained for it, and every profile is scored by the decoder's likelihood (or cosine).
+
+    \b
+    Examples:
+      embedkit index build profiles.parquet -o cp_index/
+      embedkit retrieve molecules.csv -i cp_index/ -k 10 -o hits.parquet
+      embedkit retrieve molecules.csv -i cp_index/ --reverse -k 5 -o molecules_per_profile.csv
     """
     from embedkit.outputs import check_output_file
     from embedkit.retrieval.jobs import load_index_model, retrieve_file

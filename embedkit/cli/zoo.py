@@ -14,7 +14,16 @@ from embedkit.registry import converters, get_converter
 
 @click.group("zoo")
 def zoo_group() -> None:
-    """List, inspect, download, verify and convert models."""
+    """List, inspect, download, verify and convert models.
+
+    \b
+    Examples:
+      embedkit zoo list
+      embedkit zoo show infoalign-gin-lincs-small
+      embedkit zoo show vit-s16-cellpaint-demo --json
+      embedkit zoo verify
+      embedkit zoo convert infoalign pretrain.pt -o infoalign-released/
+    """
 
 
 @zoo_group.command("list")
@@ -44,14 +53,18 @@ def zoo_list() -> None:
 
 @zoo_group.command("show")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="The raw card as JSON (for scripts).")
 @friendly_errors
-def zoo_show(name: str) -> None:
-    """The full card of NAME, and a usage snippet."""
+def zoo_show(name: str, as_json: bool) -> None:
+    """The card of NAME: task, architecture, input, licence, provenance, metrics and usage."""
     from embedkit.zoo import get_card
+    from embedkit.zoo.card_text import card_text
 
     card = get_card(name)
-    click.echo(json.dumps(card.to_dict(), indent=2))
-    click.echo("\nUsage:\n" + card.usage())
+    if as_json:
+        click.echo(json.dumps(card.to_dict(), indent=2))
+    else:
+        click.echo(card_text(card))
 
 
 @zoo_group.command("download")

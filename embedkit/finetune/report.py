@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embedkit.plots import save_figure
+
 METRICS = ("top1", "top5", "top10")
 
 
@@ -92,7 +94,7 @@ def plot(report: dict, path: Path) -> bool:
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # atomic, format by suffix (embedkit.plots)
     plt.close(fig)
     return True
 

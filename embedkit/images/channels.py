@@ -92,10 +92,11 @@ def plan_channels(
         kept.append(i)
         sources.append(source)
     if missing:
+        found = f"has only {', '.join(available)}" if available else "has no channel at all"
         raise MissingChannelError(
-            f"the model needs channel(s) {', '.join(missing)} but the plate has only "
-            f"{', '.join(available) or 'none'}; map them with --channel-map "
-            f"{missing[0]}=<plate channel> or leave them out with --drop-channel {missing[0]} "
+            f"the model needs channel(s) {', '.join(missing)} but the plate {found}; map them "
+            f"with --channel-map {missing[0]}=<plate channel> or leave them out with "
+            f"--drop-channel {missing[0]} "
             "(the model then keeps the weights of the channels present)"
         )
     if not kept:

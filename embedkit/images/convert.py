@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from embedkit.checkpoints import read_checkpoint
+from embedkit.checkpoints import key_problems, read_checkpoint
 from embedkit.errors import InputError, UntrustedFormatError
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig, sincos_2d
@@ -63,8 +63,7 @@ def _load_strict(model: ImageModel, ours: dict[str, torch.Tensor], path: Path, w
     wrong = [k for k in expected if k in ours and ours[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
         raise UntrustedFormatError(
-            f"{path}: does not match the {what} layout (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})"
+            f"{path}: does not match the {what} layout ({key_problems(missing, unexpected, wrong)})"
         )
     model.encoder.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
 

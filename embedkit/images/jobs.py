@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -514,8 +514,11 @@ def embed_images(
     embedder: ImageEmbedder,
     out_dir: str | Path,
     options: EmbedImagesOptions | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EmbedImagesSummary:
-    """Embed every plate of a discovered `PlateIndex` (this shard's plates) into `out_dir`."""
+    """Embed every plate of a discovered `PlateIndex` (this shard's plates) into `out_dir`;
+    `log` is told the channel mapping once the inputs are checked, before the model runs
+    (the CLI prints it on stderr)."""
     from tqdm.auto import tqdm
 
     options = options or EmbedImagesOptions()
@@ -546,6 +549,11 @@ def embed_images(
     run_info = run_settings(embedder, plan, options, cell_line)
     todo = check_plate_outputs(out_dir, mine, run_info, options)
     remove_stale_temp_files_in(out_dir / "plates")  # a killed run's half-written plates
+    if log is not None:
+        log(
+            f"channels: {plan.describe()} (model←plate, by name or alias unless given; "
+            "change with --channels or --channel-map)"
+        )
     results = []
     reports: list[PlatemapReport] = []
     bar = tqdm(
@@ -599,6 +607,7 @@ def embed_image_folders(
     layout: str = "auto",
     pattern: str | None = None,
     cell_line_embeddings: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EmbedImagesSummary:
     """`embedkit embed-images`: discover the plates under `plate_dirs` (and read the
     cell-line table, if any), then embed them into `out_dir`."""
@@ -610,7 +619,7 @@ def embed_image_folders(
         table = read_cell_line_table(cell_line_embeddings)
         options = replace(options, cell_line_table={**options.cell_line_table, **table})
     index = discover([Path(p) for p in plate_dirs], layout=layout, pattern=pattern)
-    return embed_images(index, embedder, out_dir, options)
+    return embed_images(index, embedder, out_dir, options, log)
 
 
 @dataclass

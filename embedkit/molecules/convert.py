@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedkit.checkpoints import read_checkpoint
+from embedkit.checkpoints import key_problems, read_checkpoint
 from embedkit.errors import UntrustedFormatError
 from embedkit.molecules.gin import GINConfig
 from embedkit.molecules.model import InfoAlignModel
@@ -61,7 +61,7 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if missing or unexpected:
         raise UntrustedFormatError(
             f"{checkpoint}: does not match the InfoAlign GIN layout "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"({key_problems(missing, unexpected)})"
         )
     out = model.save_pretrained(out_dir)
     write_card(

@@ -229,6 +229,14 @@ def group_rows(table: pd.DataFrame, by: str | Sequence[str] | None) -> Groups:
     return list(zip(names, rows, strict=True))
 
 
+def group_label(by: str | Sequence[str], name) -> str:
+    """`Metadata_Plate = 2` or `Metadata_Plate = P1, Metadata_Well = B03` for a message (no
+    Python reprs: a group key read from a table is a numpy scalar)."""
+    columns = [by] if isinstance(by, str) else list(by)
+    values = name if isinstance(name, tuple) else (name,)
+    return ", ".join(f"{c} = {v}" for c, v in zip(columns, values, strict=True))
+
+
 def _check_controls(
     groups: Groups, is_control: np.ndarray, by: str | Sequence[str] | None, controls: str | None
 ) -> None:
@@ -236,7 +244,7 @@ def _check_controls(
     for name, rows in groups:
         n = int(is_control[rows].sum())
         if n < 2:
-            where = "the table" if by is None else f"group {by}={name!r}"
+            where = "the table" if by is None else f"the group {group_label(by, name)}"
             raise InputError(
                 f"{where} has {n} {what}; statistics need at least 2 (controls: {controls!r})"
             )
@@ -301,8 +309,8 @@ def _pca_transform(
     k = rank if n_components is None else n_components
     if k > rank:
         raise InputError(
-            f"n_components={k} but the {len(ref)} control rows span only {rank} dimensions; "
-            f"use at most {rank}"
+            f"{k} PCA components asked for (--n-components) but the {len(ref)} control rows "
+            f"span only {rank} dimensions; use at most {rank}"
         )
     components = vt[:k]
     signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])

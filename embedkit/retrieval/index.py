@@ -49,7 +49,8 @@ MANIFEST_FILE = "manifest.json"
 ROW_COLUMN = "Profile_Row"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 EXACT_LIMIT = 1_000_000
-ON_NAN_CHOICES = ("error", "drop")
+# What to do with profiles missing features (`--on-error`); "error" is the old name of "raise".
+ON_ERROR_CHOICES = ("raise", "drop")
 MODEL_KEYS = ("model_id", "revision", "weights_sha256")
 DATA_FILES = (INDEX_FILE, METADATA_FILE)  # what the manifest's "files" must list, exactly
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -69,21 +70,25 @@ def prepare_profiles(
     table: pd.DataFrame, space: SpaceMatch, metric: str, on_nan: str, source: str
 ) -> PreparedProfiles:
     """Scale the shared columns; rows with missing features are refused or dropped, by row."""
-    if on_nan not in ON_NAN_CHOICES:
-        raise ValueError(f"on_nan must be one of {ON_NAN_CHOICES}, got {on_nan!r}")
+    on_nan = "raise" if on_nan == "error" else on_nan
+    if on_nan not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_nan must be one of {ON_ERROR_CHOICES}, got {on_nan!r}")
     if len(table) == 0:
         raise InputError(f"{source}: the profile table has no rows")
     found = match_columns(table.columns, space.columns)  # without case, as build matched
     missing = [c for c in space.columns if c not in found]
     if missing:
-        raise InputError(f"{source}: the index's feature columns are missing: {missing[:5]}")
+        raise InputError(
+            f"{source}: the index's feature columns are missing: {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
     raw = table[[found[c] for c in space.columns]].to_numpy(dtype=np.float64)
     bad = nan_rows(raw)
-    if len(bad) and on_nan == "error":
+    if len(bad) and on_nan == "raise":
         shown = ", ".join(str(r + 1) for r in bad[:10]) + (" …" if len(bad) > 10 else "")
         raise InputError(
             f"{source}: {len(bad)} of {len(table)} rows have missing or non-finite features "
-            f"(data rows {shown}); nothing was indexed. Fill them, or pass --on-nan drop to "
+            f"(data rows {shown}); nothing was indexed. Fill them, or pass --on-error drop to "
             "leave those rows out"
         )
     keep = np.ones(len(table), dtype=bool)
@@ -164,7 +169,7 @@ class ProfileIndex:
         self,
         table: pd.DataFrame,
         source: str,
-        on_nan: str = "error",
+        on_nan: str = "raise",
         allow_duplicates: bool = False,
     ) -> PreparedProfiles:
         """Append profiles (same feature columns) without rebuilding; ids continue.
@@ -357,7 +362,7 @@ def build_index(
     feature_space: str | None = None,
     metric: str = "likelihood",
     index_type: str = "auto",
-    on_nan: str = "error",
+    on_nan: str = "raise",
 ) -> tuple[ProfileIndex, PreparedProfiles]:
     """Project a profile table into a model's decoder space and index it."""
     check_metric(metric)

@@ -20,6 +20,7 @@ from embedkit.io import atomic_path, coerce_numeric_text, folder_lock, read_tabl
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.outputs import check_output_dir, check_output_file, summary_line
+from embedkit.plots import plot_format
 from embedkit.provenance import input_fields
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
 from embedkit.retrieval.metrics import (
@@ -52,7 +53,7 @@ def build_index_file(
     feature_space: str | None = None,
     metric: str = "likelihood",
     index_type: str = "auto",
-    on_nan: str = "error",
+    on_nan: str = "raise",
     overwrite: bool = False,
 ) -> str:
     """`embedkit index build`: returns the summary line. An existing `out_dir` is refused
@@ -277,10 +278,12 @@ def evaluate_retrieval_file(
     plot: str | Path | None = None,
     overwrite: bool = False,
 ) -> Evaluation:
-    """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram PNG); existing
+    """`embedkit evaluate retrieval`: metrics (+ JSON, + rank histogram); existing
     outputs are refused unless `overwrite`."""
     start = time.perf_counter()
     outputs = tuple(check_output_file(p, overwrite) for p in (output_json, plot) if p is not None)
+    if plot is not None:
+        plot_format(plot)  # .png .pdf .svg, refused before the index is read
     index = ProfileIndex.load(index_dir)
     table, chosen = read_smiles_table(queries_path, smiles_column, None)
     column = chosen.name

@@ -108,12 +108,14 @@ def retrieval_metrics(ranks: np.ndarray, candidates: np.ndarray | int) -> Retrie
 def plot_rank_histogram(
     ranks: dict[str, np.ndarray], candidates: int, path: str | Path, title: str = ""
 ) -> Path:
-    """Histogram of the true candidate's rank per method (the paper's Table 4, right)."""
+    """Histogram of the true candidate's rank per method (the paper's Table 4, right), as
+    PNG, PDF or SVG by `path`'s suffix."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    from embedkit.io import atomic_path
+    from embedkit.plots import plot_format, save_figure
 
     path = Path(path)
+    plot_format(path)  # an unknown suffix is refused before any drawing
     width = int(np.ceil(candidates / 20))  # whole ranks per bin, so chance is flat
     bins = np.arange(0.5, candidates + width + 0.5, width)
     fig = Figure(figsize=(6.5, 3.5))
@@ -127,6 +129,4 @@ def plot_rank_histogram(
     ax.set_title(title or "Rank of the true profile")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return path
+    return save_figure(fig, path)
