@@ -232,6 +232,19 @@ def test_image_errors_speak_the_command_lines_words(tmp_path):
     assert "--cell-line NAME or --cell-line-embeddings FILE" in result.output
 
 
+def test_a_resume_refusal_names_settings_without_python_reprs(tmp_path):
+    """`--resume` with another cell line said `cell_line None, not 'RPE'`."""
+    torch.manual_seed(0)
+    folder = ImageModel(tiny_config()).save_pretrained(tmp_path / "m")
+    write_rxrx_plate(tmp_path / "exp", "Plate1", ["B02"], sites=1, size=32)
+    args = ["embed-images", tmp_path / "exp", "-o", tmp_path / "emb", "-m", f"local-dir:{folder}"]
+    assert run(*args, "-n", 0).exit_code == 0
+    refused = run(*args, "-n", 0, "--resume", "--cell-line", "RPE")
+    assert refused.exit_code == 2
+    assert_words(refused.output)
+    assert "cell_line unset, not 'RPE'" in refused.output
+
+
 def test_converters_name_the_keys_not_a_python_list():
     from embedkit.checkpoints import key_problems
 

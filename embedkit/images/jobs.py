@@ -342,7 +342,16 @@ def settings_diff(old: dict | None, new: dict) -> str:
     if not old:
         return "settings not recorded"
     keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    return "; ".join(f"{k} {old.get(k)!r}, not {new.get(k)!r}" for k in keys[:3]) or "?"
+    shown = (f"{k} {_setting(old.get(k))}, not {_setting(new.get(k))}" for k in keys[:3])
+    return "; ".join(shown) or "?"
+
+
+def _setting(value) -> str:
+    """A recorded setting for a message: text quoted, numbers and objects as the manifest
+    spells them (JSON), no setting as `unset`; never a Python repr (None, True)."""
+    if value is None:
+        return "unset"
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
 
 
 def recorded_plates(out_dir: Path) -> list[dict]:
