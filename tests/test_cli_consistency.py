@@ -202,6 +202,7 @@ def test_common_error_paths_speak_the_command_lines_words(setup, tmp_path):
         ["retrieve", root / "molecules.csv", "-i", index, "-k", 100, "-o", next(out)],
         ["evaluate", "retrieval", root / "molecules.csv", "-i", index, "--key", "Metadata_No"],
         ["zoo", "show", "no-such-model"],
+        ["graph", "info", root / "molecules.csv"],  # numpy said: pass allow_pickle=
     ]  # fmt: skip
     existing = next(out)
     existing.write_text("mine")

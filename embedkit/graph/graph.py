@@ -120,6 +120,11 @@ class PerturbationGraph:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such graph file")
+        if not zipfile.is_zipfile(path):  # numpy's own error would suggest allow_pickle=True
+            raise InputError(
+                f"{path}: not a readable perturbation graph (not an .npz archive); build one "
+                "with `embedkit graph build`"
+            )
         try:
             with np.load(path, allow_pickle=False) as npz:
                 missing = [k for k in KEYS if k not in npz.files]
