@@ -26,6 +26,7 @@ from torch_geometric.loader import DataLoader  # noqa: E402
 from embedkit.api import load  # noqa: E402
 from embedkit.errors import UntrustedFormatError  # noqa: E402
 from embedkit.molecules.featurize import parse_smiles  # noqa: E402
+from embedkit.zoo.hub_card import check_card_text  # noqa: E402
 
 
 def run_convert(checkpoint, out) -> subprocess.CompletedProcess:
@@ -61,6 +62,7 @@ def test_converted_embeddings_equal_upstream(upstream, tmp_path):
     result = run_convert(checkpoint, out)
     assert result.returncode == 0, result.stderr
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+    assert check_card_text((out / "README.md").read_text(), "card")["pipeline_tag"]
     embedder = load(f"local-dir:{out}", device="cpu")
     ours, valid = embedder.embed_smiles(smiles, num_workers=0)
     assert valid.all()
