@@ -6,6 +6,13 @@ RUN_DIR is a run folder holding `model/` or a model folder itself; its kind come
 architecture in config.json (`embedkit.registry`), so every registered kind ships the same
 way. The weights are cast to fp16 to stay small; the card (`embedkit/zoo/<name>.card.json`)
 pins each file's sha256, so `embedkit.load(name)` verifies them.
+
+The shipped README.md is a Hub model card (`embedkit.zoo.hub_card`): front matter from the
+card, the usage of the kind's task under NAME and, for image encoders, the timm recipe.
+
+    python -m train.ship embedkit/zoo --name NAME --card-only
+
+rewrites only that README (and lowercases the card's licence id): the weights stay as they are.
 """
 
 from __future__ import annotations
