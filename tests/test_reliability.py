@@ -45,7 +45,7 @@ def embedder(model_dir):
 
 def _index(folder: Path, embedder, n: int = 10) -> Path:
     spaces, info = embedder.model.extra["feature_spaces"], embedder.run_info
-    return build_index(profiles(n), spaces, info, "first")[0].save(folder)
+    return build_index(profiles(n), spaces, info, "first", metric="likelihood")[0].save(folder)
 
 
 # §1 data loss ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from embedkit.cli.index import metric_check_option
 from embedkit.cli.options import (
     friendly_errors,
     index_dir_option,
@@ -164,15 +165,36 @@ DEFAULT_DATASETS = ("chembl2k", "broad6k", "biogenadme")
 @index_model_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Metrics and ranks as JSON.")
 @plot_option("Rank histogram")
+@click.option(
+    "--active-threshold",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="A query counts as active when its true profile's Profile_Activity (RMS robust "
+    "z-distance from the control/median profile, recorded by index build) is above this.",
+)
+@metric_check_option("evaluate retrieval")
 @overwrite_option
 @friendly_errors
 def evaluate_retrieval_cmd(
-    queries, index_dir, key, query_key, smiles_column, model, output, plot, overwrite
+    queries,
+    index_dir,
+    key,
+    query_key,
+    smiles_column,
+    model,
+    output,
+    plot,
+    active_threshold,
+    metric,
+    overwrite,
 ) -> None:
-    """HIT@1/@10, NDCG@1/@10 and mean rank of each molecule's own profile, beside chance.
+    """HIT@1/@10, NDCG@1/@10 and mean rank of each molecule's own profile, beside chance,
+    for all queries and for the active ones; hubness of the rankings.
 
     Every molecule in QUERIES is scored against every profile in the index (exact); its
-    true profiles are those whose KEY equals its QUERY-KEY.
+    true profiles are those whose KEY equals its QUERY-KEY. Hubness: distinct rank-1 hits,
+    the share of the most frequent one, and the skewness of the k-occurrence distribution.
     """
     from embedkit.outputs import check_output_file
     from embedkit.retrieval.jobs import evaluate_retrieval_file, load_index_model
@@ -182,9 +204,19 @@ def evaluate_retrieval_cmd(
             check_output_file(path, overwrite)  # before the model loads
     embedder = load_index_model(index_dir, model, "auto", command="evaluate retrieval")
     evaluation = evaluate_retrieval_file(
-        queries, index_dir, embedder, key, query_key, smiles_column, output, plot, overwrite
+        queries,
+        index_dir,
+        embedder,
+        key,
+        query_key,
+        smiles_column,
+        output,
+        plot,
+        overwrite,
+        active_threshold=active_threshold,
+        metric=metric,
     )
-    for line in evaluation.metrics.lines():
+    for line in evaluation.table_lines():
         click.echo(line)
     click.echo(evaluation.line())
 

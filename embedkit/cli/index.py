@@ -15,6 +15,31 @@ from embedkit.cli.options import (
     overwrite_option,
 )
 
+# embedkit.retrieval.scoring.METRICS and DEFAULT_METRIC, spelled here so that `--help`
+# imports no numpy (tests/test_retrieval.py checks they agree).
+METRIC_CHOICES = ("likelihood", "cosine", "centered", "zscore", "csls", "inverted-softmax")
+DEFAULT_METRIC = "csls"
+METRIC_HELP = (
+    "How a decoded molecule scores a profile. likelihood: the decoder's Bernoulli "
+    "log-likelihood (InfoAlign's); cosine: cosine of decoded and scaled profile; centered / "
+    "zscore: the same after centring (and z-scoring) predictions on the reference molecules "
+    "and profiles on the index's mean; csls / inverted-softmax: z-scored cosine with a "
+    "hubness correction learnt from the reference molecules. The default won the "
+    "cross-validation in docs/retrieval.md."
+)
+
+
+def metric_check_option(command: str):
+    """`--metric` of the commands that query an index: a check, not a choice."""
+    return click.option(
+        "--metric",
+        type=click.Choice(METRIC_CHOICES),
+        default=None,
+        help=f"The scoring {command} expects; an index built for another is refused.  "
+        "[default: the index's own]",
+    )
+
+
 profile_on_error_option = on_error_option(
     "Profiles with missing features: stop and list their rows (raise), or leave them out "
     "(drop; counted in the summary). They are never indexed silently.",
@@ -51,11 +76,26 @@ def index_group() -> None:
 )
 @click.option(
     "--metric",
-    type=click.Choice(["likelihood", "cosine"]),
-    default="likelihood",
+    type=click.Choice(METRIC_CHOICES),
+    default=DEFAULT_METRIC,
     show_default=True,
-    help="likelihood: the decoder's Bernoulli log-likelihood of the scaled profile "
-    "(InfoAlign); cosine: cosine between the decoded and the scaled profile.",
+    help=METRIC_HELP,
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="SMILES table of reference molecules, stored with the index: the calibrated "
+    "scorings centre on their mean decoding, and `index info` measures hubness with them. "
+    "Invalid SMILES are left out and counted.  [default: 1,000 LINCS compounds shipped "
+    "with embedkit]",
+)
+@click.option(
+    "--controls",
+    default=None,
+    help="pandas query on the profiles' Metadata_ selecting control profiles; activity "
+    "(Profile_Activity) is the distance from their median.  [default: the median of all "
+    "profiles]",
 )
 @click.option(
     "--index-type",
@@ -68,13 +108,23 @@ def index_group() -> None:
 @overwrite_option
 @friendly_errors
 def index_build(
-    profiles, output, model, feature_space, metric, index_type, on_error, overwrite
+    profiles,
+    output,
+    model,
+    feature_space,
+    metric,
+    reference,
+    controls,
+    index_type,
+    on_error,
+    overwrite,
 ) -> None:
     """Index PROFILES (a table with Metadata_ columns and feature columns).
 
     Feature columns are matched by name to the model's decoder spaces; a subset of a
     space is fine (only the shared columns are scored). They are min-max scaled with the
-    model's training range, as the decoders saw them.
+    model's training range, as the decoders saw them. The reference molecules are decoded
+    and stored with the index.
     """
     from embedkit.api import load
     from embedkit.outputs import check_output_dir
@@ -85,7 +135,16 @@ def index_build(
     embedder = load(model, device="cpu", with_heads=True, task="molecules", command="index build")
     click.echo(
         build_index_file(
-            profiles, output, embedder, feature_space, metric, index_type, on_error, overwrite
+            profiles,
+            output,
+            embedder,
+            feature_space,
+            metric,
+            index_type,
+            on_error,
+            overwrite,
+            reference=reference,
+            controls=controls,
         )
     )
 
@@ -116,7 +175,8 @@ def index_add(profiles, index_dir, on_error, allow_duplicates) -> None:
 @click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
 @friendly_errors
 def index_info(index_dir) -> None:
-    """What an index holds, which model built it, and from which files (checksums verified)."""
-    from embedkit.retrieval.jobs import describe_index
+    """What an index holds, which model built it, from which files (checksums verified),
+    and how hub-prone its scoring is with the reference molecules as queries."""
+    from embedkit.retrieval.info import describe_index
 
     click.echo(describe_index(index_dir))

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import click
 
+from embedkit.cli.index import metric_check_option
 from embedkit.cli.options import (
     batch_size_option,
     device_option,
     friendly_errors,
     index_dir_option,
     index_model_option,
+    num_workers_option,
     on_error_option,
     overwrite_option,
+    precision_option,
     progress_option,
     show_progress,
     smiles_column_option,
@@ -39,9 +42,23 @@ from embedkit.cli.options import (
     "likely to produce it.",
 )
 @smiles_column_option
-@click.option("--id-column", default=None, help="Column copied to Molecule_ID.")
+@click.option(
+    "--id-column",
+    default=None,
+    help="Column copied to Metadata_ID (as embed-smiles names it; also written as "
+    "Molecule_ID, its old name).  [default: Metadata_ID of embed-smiles output]",
+)
 @index_model_option
+@metric_check_option("retrieve")
 @device_option
+@precision_option(
+    "bf16 embedding (as embed-smiles); the decoders always score in fp32. Not used for "
+    "embed-smiles output, whose embeddings are taken as they are."
+)
+@num_workers_option(
+    "Worker processes featurizing (and on CPU embedding) the SMILES, as embed-smiles.  "
+    "[default: one per core (max 8) for >= 2,000 rows on Linux, else 0]"
+)
 @on_error_option(
     "Invalid SMILES: keep one row without hits (nan), stop before writing (raise), or "
     "drop it. They are never candidates with --reverse."
@@ -59,7 +76,10 @@ def retrieve_cmd(
     smiles_column,
     id_column,
     model,
+    metric,
     device,
+    precision,
+    num_workers,
     on_error,
     batch_size,
     progress,
@@ -68,19 +88,25 @@ def retrieve_cmd(
     """Zero-shot: which indexed profiles is each molecule in QUERIES most likely to produce?
 
     Each molecule is embedded, decoded into the index's feature space by the decoder
-    trained for it, and every profile is scored by the decoder's likelihood (or cosine).
+    trained for it, and every profile is scored with the index's scoring (see `index build
+    --metric`). QUERIES is a SMILES table, or embed-smiles output (a Parquet file with
+    Emb_ columns), whose embeddings are decoded as they are instead of re-embedding; they
+    must come from the index's model. The summary warns when one profile is the top hit
+    for more than 20% of the molecules (hubness).
 
     \b
     Examples:
       embedkit index build profiles.parquet -o cp_index/
       embedkit retrieve molecules.csv -i cp_index/ -k 10 -o hits.parquet
       embedkit retrieve molecules.csv -i cp_index/ --reverse -k 5 -o molecules_per_profile.csv
+      embedkit embed-smiles molecules.csv -o emb.parquet --id-column compound_id
+      embedkit retrieve emb.parquet -i cp_index/ -k 10 -o hits.parquet
     """
     from embedkit.outputs import check_output_file
     from embedkit.retrieval.jobs import load_index_model, retrieve_file
 
     check_output_file(output, overwrite)  # before the model loads
-    embedder = load_index_model(index_dir, model, device)
+    embedder = load_index_model(index_dir, model, device, precision=precision)
     summary = retrieve_file(
         queries,
         index_dir,
@@ -94,5 +120,7 @@ def retrieve_cmd(
         batch_size=batch_size,
         progress=show_progress(progress),
         overwrite=overwrite,
+        metric=metric,
+        num_workers=num_workers,
     )
     click.echo(summary.line())

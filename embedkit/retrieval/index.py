@@ -4,8 +4,11 @@ Folder layout (what `embedkit index build` writes):
 
     index.faiss        the vectors (FAISS owns them; inner-product metric)
     metadata.parquet   one row per vector, keyed by `Profile_Row` (= FAISS id)
+    reference.npz      the reference molecules (SMILES, decoded logits on the shared
+                       columns) the calibrated scorings and the hubness diagnostics use
     manifest.json      format, model id/revision/weights sha256, feature space (columns,
-                       min/max), metric, index type, count, and the sha256 of both files
+                       min/max), metric and its calibration, index type, count, and the
+                       sha256 of the data files
 
 Exact search (`IndexFlatIP`) is the default up to a million profiles; IVF and HNSW are
 there for larger sets (their recall against exact search is in benchmarks/).
@@ -30,7 +33,20 @@ import pandas as pd
 from embedkit import __version__
 from embedkit.errors import ChecksumError, IndexMismatchError, InputError
 from embedkit.io import atomic_dir, read_parquet, recover_dir
-from embedkit.retrieval.scoring import candidate_vectors, check_metric
+from embedkit.retrieval.activity import ACTIVITY_COLUMN, ActivityScale
+from embedkit.retrieval.reference import (
+    REFERENCE_FILE,
+    ReferenceSet,
+    load_reference,
+    save_reference,
+)
+from embedkit.retrieval.scoring import (
+    CALIBRATED,
+    DEFAULT_METRIC,
+    Calibration,
+    candidate_vectors,
+    check_metric,
+)
 from embedkit.retrieval.spaces import (
     METADATA_PREFIX,
     SpaceMatch,
@@ -42,7 +58,9 @@ from embedkit.retrieval.spaces import (
 )
 from embedkit.zoo import sha256_of
 
-FORMAT = "embedkit-profile-index/1"
+FORMAT = "embedkit-profile-index/2"
+# /1 had no reference set and only likelihood/cosine scoring; it is read as it was.
+READABLE_FORMATS = ("embedkit-profile-index/1", FORMAT)
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -53,6 +71,7 @@ EXACT_LIMIT = 1_000_000
 ON_ERROR_CHOICES = ("raise", "drop")
 MODEL_KEYS = ("model_id", "revision", "weights_sha256")
 DATA_FILES = (INDEX_FILE, METADATA_FILE)  # what the manifest's "files" must list, exactly
+# ... plus REFERENCE_FILE when the manifest records a reference set
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -61,15 +80,27 @@ class PreparedProfiles:
     """Rows ready to index: metadata, stored vectors, and the rows left out (0-based)."""
 
     metadata: pd.DataFrame
-    vectors: np.ndarray
+    vectors: np.ndarray | None  # None until a calibrated scoring is fitted (build_index)
     dropped: list[int]
     duplicates: list[int] = dataclasses.field(default_factory=list)  # skipped by `add`
+    scaled: np.ndarray | None = None  # the min-max scaled features of the kept rows
+    activity: ActivityScale | None = None  # the scale that scored Profile_Activity
 
 
 def prepare_profiles(
-    table: pd.DataFrame, space: SpaceMatch, metric: str, on_nan: str, source: str
+    table: pd.DataFrame,
+    space: SpaceMatch,
+    metric: str,
+    on_nan: str,
+    source: str,
+    calibration: Calibration | None = None,
+    activity: ActivityScale | str | None = "fit",
+    controls: str | None = None,
 ) -> PreparedProfiles:
-    """Scale the shared columns; rows with missing features are refused or dropped, by row."""
+    """Scale the shared columns; rows with missing features are refused or dropped, by row.
+    The stored vectors of a calibrated scoring need `calibration` (else `vectors` is None).
+    Each kept row gets `Profile_Activity` on `activity`'s scale ("fit": fitted here, on the
+    `controls` rows (a pandas query on the metadata) or on all rows; None: not scored)."""
     on_nan = "raise" if on_nan == "error" else on_nan
     if on_nan not in ON_ERROR_CHOICES:
         raise ValueError(f"on_nan must be one of {ON_ERROR_CHOICES}, got {on_nan!r}")
@@ -97,8 +128,35 @@ def prepare_profiles(
         raise InputError(f"{source}: every row has missing features; nothing to index")
     meta_columns = [c for c in table.columns if str(c).startswith(METADATA_PREFIX)]
     metadata = table.loc[keep, meta_columns].reset_index(drop=True)
-    vectors = candidate_vectors(scale_profiles(raw[keep], space), metric)
-    return PreparedProfiles(metadata, vectors, [int(r) for r in bad])
+    scaled = scale_profiles(raw[keep], space)
+    ready = metric not in CALIBRATED or calibration is not None
+    vectors = candidate_vectors(scaled, metric, calibration) if ready else None
+    if isinstance(activity, str):
+        activity = ActivityScale.fit(raw[keep], control_rows(metadata, controls, source))
+    if activity is not None:
+        metadata[ACTIVITY_COLUMN] = activity.score(raw[keep])
+    return PreparedProfiles(
+        metadata, vectors, [int(r) for r in bad], scaled=scaled, activity=activity
+    )
+
+
+def control_rows(metadata: pd.DataFrame, controls: str | None, source: str) -> np.ndarray | None:
+    """The rows a pandas query selects as controls (None without a query)."""
+    if controls is None:
+        return None
+    try:
+        selected = metadata.eval(controls)
+    except Exception as err:  # pandas raises many kinds for a bad expression
+        raise InputError(
+            f"--controls {controls!r} is not a valid query on the profiles' metadata "
+            f"({type(err).__name__}: {err}); columns: {', '.join(map(str, metadata.columns))}"
+        ) from err
+    mask = np.asarray(selected, dtype=bool) if np.ndim(selected) else None
+    if mask is None or mask.shape != (len(metadata),):
+        raise InputError(f"--controls {controls!r} does not select rows of {source}")
+    if not mask.any():
+        raise InputError(f"--controls {controls!r} matches none of the {len(metadata)} profiles")
+    return mask
 
 
 def choose_index_type(requested: str, count: int) -> str:
@@ -137,6 +195,7 @@ class ProfileIndex:
     index: faiss.Index
     metadata: pd.DataFrame
     manifest: dict
+    reference: tuple[list[str], np.ndarray] | None = None  # SMILES, logits (shared columns)
 
     @property
     def count(self) -> int:
@@ -153,6 +212,32 @@ class ProfileIndex:
     @property
     def model(self) -> dict:
         return self.manifest["model"]
+
+    @property
+    def activity_scale(self) -> ActivityScale | None:
+        data = self.manifest.get("activity")
+        return ActivityScale.from_manifest(data) if data else None
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The reference statistics of a calibrated scoring (None for likelihood/cosine)."""
+        if self.metric not in CALIBRATED:
+            return None
+        if self.reference is None or "calibration" not in self.manifest:
+            raise ChecksumError(
+                f"the index's {self.metric} scoring needs its reference set and calibration, "
+                "and the manifest has none; rebuild the index"
+            )
+        return Calibration.from_manifest(self.manifest["calibration"], self.reference[1])
+
+    def check_metric(self, requested: str | None) -> None:
+        """Refuse a scoring other than the one the index was built for, naming both."""
+        if requested is not None and requested != self.metric:
+            raise IndexMismatchError(
+                f"the index was built for {self.metric} scoring but {requested} scoring was "
+                f"asked for; rebuild it with `embedkit index build --metric {requested}`, or "
+                "leave --metric out to use the index's own"
+            )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k inner products (scores, FAISS ids), best first."""
@@ -178,7 +263,9 @@ class ProfileIndex:
         earlier in `table`, is skipped and counted in `prepared.duplicates` unless
         `allow_duplicates`: adding the same file twice does not double the rows.
         """
-        prepared = prepare_profiles(table, self.space, self.metric, on_nan, source)
+        prepared = prepare_profiles(
+            table, self.space, self.metric, on_nan, source, self.calibration, self.activity_scale
+        )
         if not allow_duplicates:
             prepared = self._skip_duplicates(prepared)
         start = self.count
@@ -234,11 +321,16 @@ class ProfileIndex:
         with atomic_dir(folder) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.metadata.to_parquet(tmp / METADATA_FILE, index=False)
+            names = list(DATA_FILES)
+            if self.reference is not None:
+                save_reference(tmp / REFERENCE_FILE, *self.reference)
+                names.append(REFERENCE_FILE)
             manifest = {
                 **self.manifest,
+                "format": FORMAT,
                 "count": self.count,
                 "embedkit_version": __version__,
-                "files": {n: sha256_of(tmp / n) for n in (INDEX_FILE, METADATA_FILE)},
+                "files": {n: sha256_of(tmp / n) for n in names},
             }
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         self.manifest = manifest
@@ -267,7 +359,10 @@ class ProfileIndex:
                 f"{folder}: {index.ntotal} vectors, {len(metadata)} metadata rows and a "
                 f"manifest count of {manifest['count']} disagree; rebuild the index"
             )
-        return cls(index, metadata, manifest)
+        reference = None
+        if REFERENCE_FILE in manifest["files"]:
+            reference = load_reference(folder / REFERENCE_FILE)
+        return cls(index, metadata, manifest, reference)
 
 
 def read_manifest(folder: Path) -> dict:
@@ -284,26 +379,27 @@ def read_manifest(folder: Path) -> dict:
         raise ChecksumError(f"{path}: not valid JSON ({err}); rebuild the index") from err
     if not isinstance(manifest, dict):
         raise ChecksumError(f"{path}: not a JSON object; rebuild the index")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in READABLE_FORMATS:
         raise IndexMismatchError(
             f"{folder}: index format {manifest.get('format')!r} (written by embedkit "
-            f"{manifest.get('embedkit_version', '?')}) is not {FORMAT!r} that embedkit "
-            f"{__version__} reads; rebuild it with `embedkit index build`"
+            f"{manifest.get('embedkit_version', '?')}) is not one embedkit {__version__} "
+            f"reads ({', '.join(READABLE_FORMATS)}); rebuild it with `embedkit index build`"
         )
-    check_manifest_files(manifest.get("files"), path)
+    wanted = DATA_FILES + ((REFERENCE_FILE,) if manifest.get("reference") else ())
+    check_manifest_files(manifest.get("files"), path, wanted)
     return manifest
 
 
-def check_manifest_files(files: object, path: Path) -> None:
+def check_manifest_files(files: object, path: Path, wanted: tuple[str, ...] = DATA_FILES) -> None:
     """The manifest must pin exactly the index's own files, each by a sha256: an empty or
     partial list would turn verification off, and other names could point anywhere."""
-    expected = ", ".join(DATA_FILES)
+    expected = ", ".join(wanted)
     if not isinstance(files, dict):
         raise ChecksumError(
             f'{path}: no "files" checksums (it must list {expected}); the manifest is '
             "damaged or tampered with, rebuild the index"
         )
-    if set(files) != set(DATA_FILES):
+    if set(files) != set(wanted):
         names = ", ".join(map(repr, sorted(files))) or "nothing"
         raise ChecksumError(
             f'{path}: "files" lists {names}, not exactly {expected}; the manifest is '
@@ -360,19 +456,36 @@ def build_index(
     run_info: dict,
     source: str,
     feature_space: str | None = None,
-    metric: str = "likelihood",
+    metric: str = DEFAULT_METRIC,
     index_type: str = "auto",
     on_nan: str = "raise",
+    reference: ReferenceSet | None = None,
+    controls: str | None = None,
 ) -> tuple[ProfileIndex, PreparedProfiles]:
-    """Project a profile table into a model's decoder space and index it."""
+    """Project a profile table into a model's decoder space and index it.
+
+    `reference` (decoded reference molecules, `search.decode_reference`) is stored with the
+    index; the calibrated scorings need it, likelihood and cosine only use it for the
+    hubness diagnostics of `index info`."""
     check_metric(metric)
+    if metric in CALIBRATED and reference is None:
+        raise ValueError(f"{metric} scoring needs a reference set (search.decode_reference)")
     if not feature_spaces:
         raise InputError(
             f"model {run_info.get('model_id', '?')} records no feature spaces (columns, min, "
             "max), so it cannot score profiles; use a model trained by `train.infoalign`"
         )
     space = match_feature_space(profile_feature_columns(table), feature_spaces, feature_space)
-    prepared = prepare_profiles(table, space, metric, on_nan, source)
+    prepared = prepare_profiles(table, space, metric, on_nan, source, controls=controls)
+    stored_reference, calibration = None, None
+    if reference is not None:
+        if space.name not in reference.logits:
+            raise ValueError(f"the reference set was not decoded into {space.name!r}")
+        logits = np.ascontiguousarray(reference.logits[space.name][:, space.decoder_index])
+        stored_reference = (list(reference.smiles), logits.astype(np.float32))
+        if metric in CALIBRATED:
+            calibration = Calibration.fit(prepared.scaled, logits)
+            prepared.vectors = candidate_vectors(prepared.scaled, metric, calibration)
     kind = choose_index_type(index_type, len(prepared.vectors))
     index, params = new_faiss_index(kind, prepared.vectors.shape[1], prepared.vectors)
     index.add(prepared.vectors)
@@ -386,7 +499,8 @@ def build_index(
         "index_type": kind,
         "search_params": params,
         "normalization": "min-max with the model's training range, clipped to [0, 1]"
-        + ("; L2-normalized" if metric == "cosine" else ""),
+        + NORMALIZATION_NOTES.get(metric, ""),
+        "reference": reference.describe() if reference is not None else None,
         "sources": [
             {
                 "source": source,
@@ -396,4 +510,18 @@ def build_index(
             }
         ],
     }
-    return ProfileIndex(index, metadata, manifest), prepared
+    manifest["activity"] = prepared.activity.to_manifest()
+    if calibration is not None:
+        manifest["calibration"] = calibration.to_manifest()
+    return ProfileIndex(index, metadata, manifest, stored_reference), prepared
+
+
+NORMALIZATION_NOTES = {
+    "cosine": "; L2-normalized",
+    "centered": "; centred on the index's mean profile (fixed at build); L2-normalized",
+    "zscore": "; z-scored with the index's mean and std (fixed at build); L2-normalized",
+    "csls": "; z-scored with the index's mean and std (fixed at build); L2-normalized; "
+    "CSLS hub term from the reference molecules",
+    "inverted-softmax": "; z-scored with the index's mean and std (fixed at build); "
+    "L2-normalized; inverted-softmax normaliser over the reference molecules",
+}

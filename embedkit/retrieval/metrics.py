@@ -69,14 +69,21 @@ class RetrievalMetrics:
     def to_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
-    def lines(self) -> list[str]:
-        rows = [
+    def values(self) -> list[tuple[float, float]]:
+        """(value, chance) of each row of `lines`, in order."""
+        return [(value, chance) for _, value, chance in self.rows()]
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        return [
             ("HIT@1 %", self.hit_1, self.chance_hit_1),
             ("HIT@10 %", self.hit_10, self.chance_hit_10),
             ("NDCG@1 %", self.ndcg_1, self.chance_ndcg_1),
             ("NDCG@10 %", self.ndcg_10, self.chance_ndcg_10),
             ("mean rank", self.mean_rank, self.chance_mean_rank),
         ]
+
+    def lines(self) -> list[str]:
+        rows = self.rows()
         head = f"{self.queries} queries, {self.mean_candidates:.0f} candidates each on average"
         return [head, f"{'metric':<10} {'value':>8} {'chance':>8}"] + [
             f"{name:<10} {value:>8.1f} {chance:>8.1f}" for name, value, chance in rows
