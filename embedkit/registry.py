@@ -33,9 +33,13 @@ class Converter:
     function: str  # "module:function(checkpoint, out_dir) -> Path"
     help: str
     note: str = ""  # printed after converting (license terms…)
+    options: tuple[str, ...] = ()  # keyword options the function takes (`--feature-spaces`)
 
-    def run(self, checkpoint: Path, out_dir: Path) -> Path:
-        return _import(self.function)(checkpoint, out_dir)
+    def run(self, checkpoint: Path, out_dir: Path, **options) -> Path:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"converter {self.name} takes no option {unknown[0]!r}")
+        return _import(self.function)(checkpoint, out_dir, **options)
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,9 @@ register(
             Converter(
                 "infoalign",
                 "embedkit.molecules.convert:convert_infoalign",
-                "InfoAlign's pretrain.pt (molecule GIN encoder + VIB head)",
+                "InfoAlign's pretrain.pt (molecule GIN encoder, VIB head and decoders; "
+                "--feature-spaces FILE names the decoders' columns for retrieval)",
+                options=("feature_spaces",),
             ),
         ),
     )

@@ -128,15 +128,30 @@ def _convert_help() -> str:
     type=click.Path(path_type=Path),
     help="Folder to write (config.json, model.safetensors, README.md).",
 )
+@click.option(
+    "--feature-spaces",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='infoalign: JSON {space: {"columns": [...], "min": [...], "max": [...]}} naming '
+    "the columns each decoder predicts (not stored in the checkpoint); spaces: morgan, "
+    "gene_crispr, gene_orf, cp_bray, cp_jump, l1000. Needed for retrieval.",
+)
 @overwrite_option
 @friendly_errors
-def zoo_convert(kind: str, checkpoint: Path, output: Path, overwrite: bool) -> None:
+def zoo_convert(
+    kind: str, checkpoint: Path, output: Path, feature_spaces: Path | None, overwrite: bool
+) -> None:
     from embedkit.outputs import check_output_dir, summary_line
 
     check_output_dir(output, overwrite)
     converter = get_converter(kind)
+    options = {"feature_spaces": feature_spaces} if feature_spaces is not None else {}
+    if options and "feature_spaces" not in converter.options:
+        from embedkit.errors import InputError
+
+        raise InputError(f"--feature-spaces applies to infoalign checkpoints, not {kind}")
     start = time.perf_counter()
-    folder = converter.run(checkpoint, output)
+    folder = converter.run(checkpoint, output, **options)
     details = [f"use it with -m local-dir:{folder}", converter.note]
     click.echo(
         summary_line(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from embedkit.checkpoints import key_problems, read_checkpoint
-from embedkit.errors import UntrustedFormatError
+from embedkit.errors import InputError, UntrustedFormatError
+from embedkit.molecules.convert_decoders import read_feature_spaces, upstream_decoders
 from embedkit.molecules.gin import GINConfig
 from embedkit.molecules.model import InfoAlignModel
 from embedkit.zoo import sha256_of
@@ -20,12 +21,16 @@ INFOALIGN_PREFIXES = ("graph_encoder.", "dist_net.")
 INFOALIGN_UNUSED = "graph_encoder.bond_encoder."
 
 
-def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """InfoAlign's `pretrain.pt` → an embedkit folder with the encoder and VIB head.
+def convert_infoalign(
+    checkpoint: str | Path, out_dir: str | Path, feature_spaces: str | Path | None = None
+) -> Path:
+    """InfoAlign's `pretrain.pt` → an embedkit folder with the encoder, the VIB head and,
+    when the checkpoint has them, the decoders (`convert_decoders`).
 
-    The decoders of the upstream checkpoint target feature spaces whose column names are
-    not published with it, so they are not carried over: the converted model embeds, it
-    does not do retrieval.
+    The decoders' feature spaces (column names, min/max) are not in the checkpoint: with
+    `feature_spaces` (a JSON file the user supplies) they are recorded and the converted
+    model can score profiles (`embedkit index build`); without it the decoders are kept
+    but retrieval needs the file.
     """
     checkpoint = Path(checkpoint)
     state = read_checkpoint(checkpoint)
@@ -48,15 +53,22 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
         )
     emb_dim = virtual_node.shape[1]
     config = GINConfig(num_layer=num_layer, emb_dim=emb_dim)
-    model = InfoAlignModel(
-        config,
-        extra={
-            "converted_from": checkpoint.name,
-            "source_sha256": sha256_of(checkpoint),
-            "upstream": "liuganghuggingface/InfoAlign-Pretrained",
-        },
-    )
-    prefixed = {f"encoder.{k}": v for k, v in kept.items()}
+    widths, decoder_tensors = upstream_decoders(state, emb_dim, checkpoint)
+    if feature_spaces is not None and not widths:
+        raise InputError(
+            f"{checkpoint} has no decoders (decoder_list.*), so --feature-spaces has nothing "
+            "to describe; convert without it"
+        )
+    spaces = read_feature_spaces(feature_spaces, widths) if feature_spaces is not None else {}
+    extra = {
+        "converted_from": checkpoint.name,
+        "source_sha256": sha256_of(checkpoint),
+        "upstream": "liuganghuggingface/InfoAlign-Pretrained",
+    }
+    if spaces:
+        extra["feature_spaces"] = spaces
+    model = InfoAlignModel(config, decoder_spaces=widths, extra=extra)
+    prefixed = {f"encoder.{k}": v for k, v in kept.items()} | decoder_tensors
     missing, unexpected = model.load_state_dict(prefixed, strict=False)
     if missing or unexpected:
         raise UntrustedFormatError(
@@ -70,8 +82,19 @@ def convert_infoalign(checkpoint: str | Path, out_dir: str | Path) -> Path:
         "other",  # the upstream checkpoint's terms apply; embedkit grants none
         ["molecules", "infoalign", "converted"],
         f"# Converted InfoAlign encoder\n\nConverted by `embedkit zoo convert infoalign` from "
-        f"`{checkpoint.name}` (sha256 `{sha256_of(checkpoint)}`). Encoder and VIB head only; "
-        "the embedding is μ (300-d). Cite Liu et al., ICLR 2025.\n",
+        f"`{checkpoint.name}` (sha256 `{sha256_of(checkpoint)}`). {decoder_note(widths, spaces)} "
+        "The embedding is μ (300-d). Cite Liu et al., ICLR 2025.\n",
         license_name="upstream-terms",
     )
     return out
+
+
+def decoder_note(widths: dict[str, int], spaces: dict) -> str:
+    """What the card says about the decoders."""
+    if not widths:
+        return "Encoder and VIB head only (the checkpoint has no decoders)."
+    listed = ", ".join(f"{n} ({w})" for n, w in widths.items())
+    usable = ", ".join(spaces) or "none (convert with --feature-spaces FILE to add them)"
+    return (
+        f"Encoder, VIB head and decoders {listed}; feature spaces recorded for retrieval: {usable}."
+    )
