@@ -18,7 +18,7 @@ from embedkit.cli.options import (
 # embedkit.retrieval.scoring.METRICS and DEFAULT_METRIC, spelled here so that `--help`
 # imports no numpy (tests/test_retrieval.py checks they agree).
 METRIC_CHOICES = ("likelihood", "cosine", "centered", "zscore", "csls", "inverted-softmax")
-DEFAULT_METRIC = "csls"
+DEFAULT_METRIC = "inverted-softmax"
 METRIC_HELP = (
     "How a decoded molecule scores a profile. likelihood: the decoder's Bernoulli "
     "log-likelihood (InfoAlign's); cosine: cosine of decoded and scaled profile; centered / "
