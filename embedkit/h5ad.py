@@ -115,12 +115,17 @@ def _decode(value):
     return value
 
 
-def table_to_anndata(table: pd.DataFrame, features: list[str], run_info: dict):
-    """The AnnData written for `table` (layout in the module docstring)."""
+def _anndata():
     try:
         import anndata
     except ImportError as err:
-        raise InputError("writing .h5ad needs anndata: pip install 'embedkit[anndata]'") from err
+        raise InputError(".h5ad files need anndata: pip install 'embedkit[anndata]'") from err
+    return anndata
+
+
+def table_to_anndata(table: pd.DataFrame, features: list[str], run_info: dict):
+    """The AnnData written for `table` (layout in the module docstring)."""
+    anndata = _anndata()
     meta = _obs_frame(table.drop(columns=features))
     matrix = table[features].to_numpy(dtype=np.float32)
     names = obs_names(meta)
@@ -154,12 +159,11 @@ def write_h5ad(table: pd.DataFrame, tmp: Path, features: list[str], run_info: di
 
 
 def read_h5ad_run_info(path: str | Path) -> dict:
-    """`uns["embedkit"]` of an .h5ad as the run info dict, read without loading `X`."""
-    import h5py
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as handle:
-        if "uns" not in handle or RUN_INFO_KEY not in handle["uns"]:
-            return {}
-        stored = read_elem(handle["uns"][RUN_INFO_KEY])
+    """`uns["embedkit"]` of an .h5ad as the run info dict (opened backed: `X` is not read)."""
+    anndata = _anndata()
+    adata = anndata.read_h5ad(path, backed="r")
+    try:
+        stored = dict(adata.uns.get(RUN_INFO_KEY, {}))
+    finally:
+        adata.file.close()
     return {k: _decode(v) for k, v in stored.items()}

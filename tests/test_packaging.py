@@ -80,7 +80,7 @@ def test_every_module_embedkit_imports_is_declared_and_nothing_else_is():
 
 def test_optional_imports_fail_with_the_extra_to_install():
     """anndata is an extra: writing .h5ad without it names the command that installs it."""
-    text = (REPO / "embedkit" / "io.py").read_text()
+    text = (REPO / "embedkit" / "h5ad.py").read_text()  # where io.write_table writes .h5ad
     assert "pip install 'embedkit[anndata]'" in text
 
 
