@@ -1,6 +1,7 @@
 """Molecules/s of `embed_smiles` vs the `infoalign` package's `predict()`, same run, same machine.
 
-    python benchmarks/bench_smiles.py [--repeats 3] [--out benchmarks/results/bench_smiles.json]
+    python benchmarks/bench_smiles.py [--repeats 3] [--rows 5000] \
+        [--out benchmarks/results/bench_smiles.json]
 
 Each method runs in its own subprocess (so peak RSS is its own; worker processes that
 embedkit forks are reported separately, as the largest worker's peak) on RDKit's bundled NCI
@@ -29,10 +30,12 @@ NCI = "NCI/first_5K.smi"
 
 
 def nci_smiles() -> list[str]:
+    """The first `--rows` SMILES of NCI first_5K.smi (passed to children in EMBEDKIT_BENCH_ROWS)."""
     from rdkit import RDConfig
 
     path = Path(RDConfig.RDDataDir) / NCI
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    rows = int(os.environ.get("EMBEDKIT_BENCH_ROWS", "5000"))
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()][:rows]
 
 
 def parsable(smiles: list[str]) -> list[str]:
@@ -172,10 +175,14 @@ def main() -> None:
     parser.add_argument("--model", default="infoalign-gin-lincs-small")
     parser.add_argument("--repeats", type=int, default=3, help="Interleaved rounds.")
     parser.add_argument("--out", default="benchmarks/results/bench_smiles.json")
+    parser.add_argument(
+        "--rows", type=int, default=5000, help="First N NCI rows (fewer for a quick run)."
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--subset", default="parsable", help=argparse.SUPPRESS)
     parser.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["EMBEDKIT_BENCH_ROWS"] = str(args.rows)  # children inherit it
     if args.child:
         child(args.child, args.model, args.subset, args.repeats, args.save)
         return
@@ -243,9 +250,14 @@ def main() -> None:
         f"\nfp32 parity (converted random infoalign weights): max |Δ| = {max_abs:.2e} "
         f"({'PASS' if max_abs < 1e-4 else 'FAIL'} at 1e-4)"
     )
-    target = {r["method"]: r["ratio_vs_infoalign"] >= 2.0 for r in rows[1:]}
+    # Issue 13's targets: fp32 (the default) ≥ 2×, bf16 ≥ 4× the package.
+    goal = {r["method"]: 4.0 if "bf16" in r["method"] else 2.0 for r in rows[1:]}
+    target = {
+        m: next(r for r in rows if r["method"] == m)["ratio_vs_infoalign"] >= g
+        for m, g in goal.items()
+    }
     for method, met in target.items():
-        print(f"target {method} ≥ 2× infoalign: {'PASS' if met else 'FAIL'}")
+        print(f"target {method} ≥ {goal[method]:g}× infoalign: {'PASS' if met else 'FAIL'}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
@@ -253,7 +265,8 @@ def main() -> None:
                 "rows": rows,
                 "fp32_max_abs_diff": max_abs,
                 "cpu_count": os.cpu_count(),
-                "target_2x_met": target,
+                "target_ratio": goal,
+                "target_met": target,
                 "model": args.model,
             },
             indent=2,

@@ -18,7 +18,7 @@ from embedkit.errors import InputError
 from embedkit.molecules.batch import collate
 from embedkit.molecules.featurize import MolGraph
 from embedkit.molecules.gin import FeatureEmbedding, apply_embedding_max_norm
-from embedkit.molecules.inference import FrozenEncoder
+from embedkit.molecules.inference import ExactEncoder, FrozenEncoder
 from embedkit.molecules.model import InfoAlignModel
 from embedkit.molecules.pipeline import (
     MIN_ROWS_FOR_WORKERS,
@@ -27,6 +27,7 @@ from embedkit.molecules.pipeline import (
     featurize_stream,
     fork_available,
 )
+from embedkit.molecules.symmetry import classes
 
 
 def freeze_embedding_norms(module: nn.Module) -> None:
@@ -62,14 +63,16 @@ class MoleculeEmbedder(BaseEmbedder):
     ):
         super().__init__(model, run_info, device, precision)
         freeze_embedding_norms(self.model)
-        self._frozen: FrozenEncoder | None = None
+        # Inference computes each group of atoms the GIN cannot tell apart once
+        # (symmetry.py). fp32 runs the module's own operations, equal to the training
+        # forward (and InfoAlign's) to the last bits; bf16 runs a frozen copy built from the
+        # fp32 weights (weights and activations in bf16, not autocast): BatchNorm folded in
+        # fp32, ReLU fused into pre-packed oneDNN matmuls (inference.py). `self.model` (and
+        # its decoders, which retrieval scores with) stays fp32.
         if self.precision == "bf16":
-            # Weights and activations in bf16, not autocast: no per-call weight casts and half
-            # the memory traffic (3.1k vs 2.1k mol/s for autocast on 2 CPU cores). Inference
-            # runs a frozen copy built from the fp32 weights: BatchNorm folded in fp32, ReLU
-            # fused into pre-packed oneDNN matmuls (see inference.py). `self.model` (and its
-            # decoders, which retrieval scores with) stays fp32.
-            self._frozen = FrozenEncoder(self.model.encoder, torch.bfloat16, self.device)
+            self._encoder = FrozenEncoder(self.model.encoder, torch.bfloat16, self.device)
+        else:
+            self._encoder = ExactEncoder(self.model.encoder)
 
     def embed_smiles(
         self,
@@ -130,6 +133,5 @@ class MoleculeEmbedder(BaseEmbedder):
 
     @torch.inference_mode()
     def _forward(self, graphs: list[MolGraph]) -> np.ndarray:
-        batch = collate(graphs).to(self.device)
-        encoder = self._frozen if self._frozen is not None else self.model.encoder
-        return encoder(batch).float().cpu().numpy()
+        batch = classes(collate(graphs), self._encoder.num_layer).to(self.device)
+        return self._encoder(batch).float().cpu().numpy()

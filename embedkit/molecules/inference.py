@@ -1,14 +1,18 @@
-"""An inference-only copy of the GIN encoder for reduced precision: BatchNorm folded, ReLU fused.
+"""Inference-only forwards of the GIN encoder over WL classes (symmetry.py), one per precision.
 
-In eval mode every BatchNorm is an affine map, so it folds into the Linear before it (in
+`ExactEncoder` (fp32, the default) runs the module's own operations on one row per class
+of atoms the GIN cannot tell apart, so its embeddings equal the training forward's (and
+the `infoalign` package's) bit for bit. `FrozenEncoder` (bf16) is a frozen copy instead: in
+eval mode every BatchNorm is an affine map, so it folds into the Linear before it (in
 fp32, before the cast, which is also more accurate than running BN in bf16). On CPUs with
 oneDNN the weights are pre-packed once and bias + ReLU run inside the matmul
 (`mkldnn._linear_pointwise`, the kernel `torch.compile` uses on CPU), and the three bond
 embedding tables of each layer become one table over the 5 · 6 · 2 = 60 bond-code
 combinations, so each message needs one row gather instead of an embedding-bag sum.
+Folding changes rounding (≈ 1e-6 relative in fp32), which is why fp32 does not use it.
 
-Measured on 2 CPU cores (NCI 5K, bf16, batch 256): see docs/molecules.md section 4.
-Only μ is computed (the σ half of the head is not needed for embeddings).
+Measured on 2 CPU cores (NCI 5K, batch 256): see docs/molecules.md section 4.
+Only μ is computed by `FrozenEncoder` (the σ half of the head is not needed for embeddings).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedkit.molecules.batch import GraphBatch
 from embedkit.molecules.featurize import BOND_VOCAB_SIZES
-from embedkit.molecules.gin import FeatureEmbedding, MoleculeEncoder
+from embedkit.molecules.gin import FeatureEmbedding, MoleculeEncoder, _sum_pool
+from embedkit.molecules.symmetry import ClassBatch, classes
 
 
 def _fold(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,23 +134,63 @@ class FrozenEncoder:
             packed,
         )
 
-    def __call__(self, graphs) -> torch.Tensor:
+    def __call__(self, graphs: GraphBatch | ClassBatch) -> torch.Tensor:
         """Graph batch → μ (num_graphs × dim) in `self.dtype`."""
-        x, batch, n = graphs.x, graphs.batch, graphs.num_graphs
-        src, dst = graphs.edge_index[0], graphs.edge_index[1]
-        n_stereo, n_conj = BOND_VOCAB_SIZES[1], BOND_VOCAB_SIZES[2]
-        attr = graphs.edge_attr
-        bond_code = attr[:, 0] * (n_stereo * n_conj) + attr[:, 1] * n_conj + attr[:, 2]
-        h = F.embedding_bag(x + self.atom_offsets, self.atom_table, mode="sum")
+        if isinstance(graphs, GraphBatch):
+            graphs = classes(graphs, self.num_layer).to(self.atom_table.device)
+        n, batch = graphs.num_graphs, graphs.batch
         vn = self.vn0.expand(n, -1)
-        for layer in range(self.num_layer):
-            h_in = h + vn[batch]
-            messages = F.relu(h_in[src] + F.embedding(bond_code, self.bond_tables[layer]))
-            aggregated = torch.zeros_like(h_in).index_add_(0, dst, messages)
-            z = torch.add(aggregated, h_in, alpha=self.one_plus_eps[layer])
-            h = self.conv2[layer](self.conv1[layer](z)) + h_in
-            if layer < self.num_layer - 1:
-                pooled = h_in.new_zeros((n, h_in.shape[1])).index_add_(0, batch, h_in) + vn
-                vn = vn + self.vn2[layer](self.vn1[layer](pooled))
-        pooled = h.new_zeros((n, h.shape[1])).index_add_(0, batch, h)
-        return self.head(F.silu(pooled))
+        h = F.embedding_bag(graphs.atom_codes + self.atom_offsets, self.atom_table, mode="sum")
+        for i, layer in enumerate(graphs.layers):
+            # rows are WL classes, not atoms (see symmetry.py); layer 0's vn is shared.
+            h_in = h + self.vn0 if i == 0 else h[layer.a_from_z] + vn[layer.a_graph]
+            attr = layer.edge_attr
+            bond_code = (attr[:, 0] * BOND_VOCAB_SIZES[1] + attr[:, 1]) * BOND_VOCAB_SIZES[
+                2
+            ] + attr[:, 2]
+            messages = F.relu(h_in[layer.edge_src] + F.embedding(bond_code, self.bond_tables[i]))
+            own = h_in[layer.z_a]
+            z = torch.mul(own, self.one_plus_eps[i]).index_add_(0, layer.edge_dst, messages)
+            h = self.conv2[i](self.conv1[i](z)).add_(own)
+            if i < self.num_layer - 1:
+                pooled = _sum_pool(h_in[layer.a_node], batch, n) + vn
+                vn = vn + self.vn2[i](self.vn1[i](pooled))
+        return self.head(F.silu(_sum_pool(h[graphs.out_node], batch, n)))
+
+
+class ExactEncoder:
+    """μ of a `MoleculeEncoder` in fp32 with the module's own operations, over WL classes.
+
+    Every row goes through the same kernels in the same order as the training forward
+    (BatchNorm unfolded, sums over edges and atoms in batch order), so its embeddings equal
+    the module's, and InfoAlign's, to the last bits the kernels allow; only atoms the GIN
+    cannot tell apart are computed once (symmetry.py). Call under `torch.inference_mode`.
+    """
+
+    def __init__(self, encoder: MoleculeEncoder) -> None:
+        self.encoder = encoder
+        self.num_layer = encoder.graph_encoder.num_layer
+
+    def __call__(self, graphs: GraphBatch | ClassBatch) -> torch.Tensor:
+        gnn = self.encoder.graph_encoder
+        if isinstance(graphs, GraphBatch):
+            device = gnn.virtualnode_embedding.weight.device
+            graphs = classes(graphs, self.num_layer).to(device)
+        n, batch, last = graphs.num_graphs, graphs.batch, self.num_layer - 1
+        vn = gnn.virtualnode_embedding.weight.expand(n, -1)
+        h = gnn.atom_encoder(graphs.atom_codes)
+        for i, layer in enumerate(graphs.layers):
+            h_in = (h if i == 0 else h[layer.a_from_z]) + vn[layer.a_graph]
+            conv = gnn.convs[i]
+            messages = F.relu(h_in[layer.edge_src] + conv.bond_encoder(layer.edge_attr))
+            own = h_in[layer.z_a]
+            aggregated = own.new_zeros(own.shape).index_add_(0, layer.edge_dst, messages)
+            h = gnn.batch_norms[i](conv.mlp((1 + conv.eps) * own + aggregated))
+            if i < last:
+                h = F.relu(h)
+            h = h + own
+            if i < last:
+                pooled = _sum_pool(h_in[layer.a_node], batch, n) + vn
+                vn = vn + gnn.mlp_virtualnode_list[i](pooled)
+        pooled = _sum_pool(h[graphs.out_node], batch, n)
+        return self.encoder.dist_net(pooled).chunk(2, dim=1)[0]
