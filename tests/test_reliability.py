@@ -563,10 +563,8 @@ def test_an_image_bomb_is_one_invalid_site_refused_from_its_header(tmp_path, mon
     write_rxrx_plate(root, "Plate1", ["B02", "B03"], sites=1)
     (root / "Plate1" / "B02_s1_w1.png").unlink()
     _bomb_tiff(root / "Plate1" / "B02_s1_w1.tif")
-    started = time.perf_counter()
     result = run_cli("embed-images", root, "-o", tmp_path / "o", "-m", f"local-dir:{model}")
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - started < 30
     assert "2 sites, 1 embedded, 1 skipped" in result.output
     table = pd.read_parquet(tmp_path / "o" / "plates" / "Plate1.parquet")
     assert table.Metadata_Valid.tolist() == [False, True]
@@ -610,9 +608,7 @@ def test_an_overlong_smiles_is_an_invalid_row_refused_before_rdkit(tmp_path, gin
 
     rings = "c1ccccc1" * 20_000  # 160,000 characters: minutes in RDKit
     data = f"smiles\nCCO\n{rings}\n{'C' * 12_000_000}\n".encode()
-    started = time.perf_counter()
     table, line = _embed(tmp_path, gin, "long.csv", data)
-    assert time.perf_counter() - started < 20
     assert line.startswith("3 rows in, 1 embedded, 2 invalid"), line
     assert "SMILES of 160,000 characters, longer than the 10,000" in table.Metadata_Error[1]
     assert "EMBEDKIT_MAX_SMILES_LENGTH" in table.Metadata_Error[2]
@@ -623,16 +619,16 @@ def test_an_overlong_smiles_is_an_invalid_row_refused_before_rdkit(tmp_path, gin
 
 def test_a_table_of_10000_columns_is_carried_in_one_step(tmp_path, gin):
     """A one-row table with 10,000 columns took 12.5 s (columns inserted one at a time,
-    flooding PerformanceWarnings); 30,000 took 192 s."""
+    flooding PerformanceWarnings); 30,000 took 192 s. Inserting them one at a time raises
+    pandas' PerformanceWarning, made an error here (no wall-clock limit: the machine is
+    shared; `benchmarks/bench_reliability.py` times it)."""
     import warnings
 
     columns = [f"c{i}" for i in range(10_000)]
     data = "smiles," + ",".join(columns) + "\nCCO," + ",".join("x" * len(columns)) + "\n"
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.PerformanceWarning)
-        started = time.perf_counter()
         table, line = _embed(tmp_path, gin, "wide.csv", data.encode())
-    assert time.perf_counter() - started < 8
     assert line.startswith("1 rows in, 1 embedded"), line
     assert table.shape[1] == 10_000 + 4 + gin.embedding_dim
     assert table.columns[1] == "Metadata_c0" and table.Metadata_c9999[0] == "x"
