@@ -863,3 +863,17 @@ def test_a_format_1_index_still_loads_and_searches(tmp_path, embedder, molecules
     hits = retrieve(molecules[:3], old, embedder, k=4).hits
     assert len(hits) == 12
     assert "no reference molecules stored" in run_cli("index", "info", folder).output
+
+
+def test_an_index_reloads_its_hub_model_at_the_commit_it_was_built_with():
+    """`hf-hub:org/repo@main` resolved to a commit when the index was built; reloading it
+    must ask for that commit (from the cache, no network), not whatever `main` is now."""
+    from embedkit.retrieval.index import model_spec
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert model_spec({"model_id": "hf-hub:org/m@main", "revision": commit}) == (
+        f"hf-hub:org/m@{commit}"
+    )
+    assert model_spec({"model_id": "hf-hub:org/m", "revision": commit}) == f"hf-hub:org/m@{commit}"
+    assert model_spec({"model_id": "local-dir:m", "revision": "local"}) == "local-dir:m"
+    assert model_spec({"model_id": "zoo-name", "revision": "v1"}) == "zoo-name@v1"

@@ -430,8 +430,10 @@ def profile_hashes(metadata: pd.DataFrame, vectors: np.ndarray) -> list[str]:
 def model_spec(model: dict) -> str:
     """The `-m` value that loads the model an index was built with."""
     model_id, revision = model["model_id"], model.get("revision")
-    if model_id.startswith(("local-dir:", "hf-hub:")) or not revision:
+    if model_id.startswith("local-dir:") or not revision:
         return model_id
+    if model_id.startswith("hf-hub:"):  # the commit it resolved to, not the branch again
+        model_id = model_id.split("@", 1)[0]
     return f"{model_id}@{revision}"
 
 
