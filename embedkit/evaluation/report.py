@@ -192,9 +192,12 @@ def merge_reports(reports: list[dict]) -> dict:
 
 
 def write_report(report: dict, path: str | Path) -> Path:
+    """The report with the run's provenance (software versions, portable paths)."""
+    from embedkit.provenance import stamp
+
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(stamp(report), indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -250,7 +253,8 @@ def markdown_table(summary: pd.DataFrame, model_name: str) -> str:
         title = (
             f"**{FIXED_SPLIT}**: {runs} runs on one scaffold split (the paper's protocol)"
             if protocol == FIXED_SPLIT
-            else f"**{PER_SEED}**: {runs} seeds, each a new scaffold split and head"
+            else f"**{PER_SEED}**: {runs} seed{'s' * (runs != 1)}, each a new scaffold split "
+            "and head"
         )
         blocks.append(title + "\n\n" + _protocol_table(part, model_name))
     return "\n\n".join(blocks)
