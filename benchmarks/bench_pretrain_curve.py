@@ -29,6 +29,9 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `train/` runs from a checkout (it is not in the wheel)
+    sys.path.insert(0, str(REPO))
 
 
 def walk_signal(graph, walks_per_molecule: int = 4, length: int = 4, seed: int = 0) -> dict:
