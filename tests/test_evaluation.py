@@ -392,7 +392,8 @@ def test_evaluate_property_cli_scores_an_assay_file_by_path(smiles, tmp_path):
     result = CliRunner().invoke(main, [*args, "--quick", "-o", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["config"]["datasets"] == [str(path)] and report["config"]["fixed_split_runs"] == 2
+    assert report["config"]["fixed_split_runs"] == 2
+    assert report["config"]["datasets"] == ["panel.csv"]  # portable: no local absolute path
     protocols = {(r["protocol"], r["method"]) for r in report["summary"]}
     assert {p for p, _ in protocols} == {"per-seed", "fixed-split"}
     assert {m for _, m in protocols} >= {"random-init", "ecfp4-mlp", "ecfp4-rf"}
@@ -445,3 +446,16 @@ def test_merge_reports_puts_a_model_scored_alone_beside_the_baselines(smiles):
     other = {**report(alone, "new-model"), "config": {**config, "fixed_split_runs": 10}}
     with pytest.raises(InputError, match="different fixed_split_runs: 2 vs 10"):
         merge_reports([report(with_baselines, "old"), other])
+
+
+def test_the_property_report_carries_software_versions_and_no_absolute_path(tmp_path):
+    import json
+
+    from embedkit.evaluation.report import write_report
+
+    report = {"data_dir": str(tmp_path / "data"), "model": f"local-dir:{tmp_path}/m"}
+    text = write_report(report, tmp_path / "r.json").read_text()
+    written = json.loads(text)
+    assert str(tmp_path) not in text
+    assert written["data_dir"] == "data" and written["model"] == "local-dir:m"
+    assert written["software"]["embedkit"] and "torch" in written["software"]

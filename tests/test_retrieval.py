@@ -405,6 +405,7 @@ def test_evaluation_finds_profiles_the_decoder_generated(tmp_path, embedder, mol
     assert "HIT@1 %       100.0      2.5" in result.output
     report = json.loads((tmp_path / "ev.json").read_text())
     assert report["ranks"] == [1] * len(molecules)
+    assert report["software"]["embedkit"] and str(tmp_path) not in json.dumps(report)
     assert (tmp_path / "ranks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

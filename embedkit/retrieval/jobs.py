@@ -29,7 +29,7 @@ from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.jobs import ON_ERROR_CHOICES, read_smiles_table
 from embedkit.outputs import check_output_dir, check_output_file, summary_line
 from embedkit.plots import plot_format
-from embedkit.provenance import input_fields
+from embedkit.provenance import input_fields, stamp
 from embedkit.retrieval.activity import ACTIVE_THRESHOLD, ACTIVITY_COLUMN
 from embedkit.retrieval.hubness import Hubness, hubness_from_scores, hubness_from_top
 from embedkit.retrieval.index import ProfileIndex, build_index, describe_model
@@ -503,12 +503,14 @@ def evaluate_retrieval_file(
         with atomic_path(Path(output_json)) as tmp:
             tmp.write_text(
                 json.dumps(
-                    {
-                        **evaluation.to_dict(),
-                        "model": index.model,
-                        "index": str(index_dir),
-                        "metric": index.metric,
-                    },
+                    stamp(
+                        {
+                            **evaluation.to_dict(),
+                            "model": index.model,
+                            "index": str(index_dir),
+                            "metric": index.metric,
+                        }
+                    ),
                     indent=2,
                 )
                 + "\n"
