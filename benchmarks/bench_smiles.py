@@ -182,10 +182,10 @@ def main() -> None:
     parser.add_argument("--subset", default="parsable", help=argparse.SUPPRESS)
     parser.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["EMBEDKIT_BENCH_ROWS"] = str(args.rows)  # children inherit it
     if args.child:
         child(args.child, args.model, args.subset, args.repeats, args.save)
         return
+    os.environ["EMBEDKIT_BENCH_ROWS"] = str(args.rows)  # children inherit it
 
     methods = [
         ("infoalign-package predict()", "parsable"),

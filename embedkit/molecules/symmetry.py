@@ -9,7 +9,8 @@ atoms across molecules (every aromatic CH between two aromatic CHs, whatever the
 molecule). Because fp32 sums are order-sensitive, an atom's in-edge labels stay in batch
 order (only the first two, whose sum commutes, are sorted), so an atom computed through
 its class's representative gets bit-identical results, not merely equal ones. On RDKit's
-NCI set, batches of 256 need 16 % of the atom rows at layer 0 and 72–79 % at layers 1–4.
+NCI set, the first 256 molecules need 16 % of the atom rows at layer 0 and 72–79 % at
+layers 1–4.
 
 `classes(batch, num_layer)` computes, in NumPy from the integer features only (≈ 0.03 ms
 per molecule), the per-layer index arrays that `inference.ExactEncoder` (fp32) and
