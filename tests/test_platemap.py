@@ -216,7 +216,14 @@ def test_embed_images_platemap_then_normalize_against_negative_controls(tmp_path
     settings = json.loads((emb / "plates" / "U2OS-01_Plate1.json").read_text())
     assert settings["settings"]["platemap"]["sha256"] == sha256_of(platemap)
     assert settings["platemap"]["unmatched_wells"] == 1
-    assert read_run_info(emb / "plates" / "U2OS-01_Plate1.parquet")["platemap"]["wells"] == 5
+    info = read_run_info(emb / "plates" / "U2OS-01_Plate1.parquet")
+    assert info["platemap"]["wells"] == 5 and info["platemap_file"] == "platemap.csv"
+    # the same plate map at another path (a resume from elsewhere) is the same setting
+    moved = tmp_path / "elsewhere" / "map.csv"
+    moved.parent.mkdir()
+    moved.write_bytes(platemap.read_bytes())
+    same = run_cli(*args[:-1], moved, "--channels", "w1,w2,w4,w3,w5", "--resume")
+    assert same.exit_code == 0, same.output
     # another plate map is another setting: --resume does not keep these plates
     other = tmp_path / "other.csv"
     meta.head(4).to_csv(other, index=False)

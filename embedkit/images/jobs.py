@@ -332,8 +332,9 @@ def run_settings(
     if cell_line is not None:  # the vector used, wherever it came from (config or a table)
         vector = np.ascontiguousarray(cell_line.detach().cpu().numpy(), dtype=np.float32)
         settings["cell_line_embedding_sha256"] = hashlib.sha256(vector.tobytes()).hexdigest()
-    if options.platemap is not None:  # its file and sha256: other metadata, other output
-        settings["platemap"] = options.platemap.provenance
+    if options.platemap is not None:  # its content, not where it lies: other metadata, other
+        # output; the same table at another path (a resume from another folder) is the same
+        settings["platemap"] = {k: v for k, v in options.platemap.provenance.items() if k != "file"}
     return settings
 
 
@@ -591,7 +592,10 @@ def embed_images(
             table, report = annotate(table, options.platemap)
             stats["platemap"] = report.record()
             reports.append(report)
-        write_plate(out_dir, plate, table, run_info, stats, plate_input(plate_sites, plan))
+        inputs = plate_input(plate_sites, plan)
+        if options.platemap is not None:  # where it was read from: provenance, not a setting
+            inputs["platemap_file"] = options.platemap.provenance["file"]
+        write_plate(out_dir, plate, table, run_info, stats, inputs)
         results.append(
             PlateResult(
                 plate, len(table), len(plate_sites), invalid, reasons, time.perf_counter() - tick
