@@ -692,6 +692,7 @@ def worker(rank, world, out, port):
     lo, hi = CUT[rank], CUT[rank + 1]
     result = {k: step(ddp, net, regs[k], x[lo:hi], labels[lo:hi]) for k in KINDS}
     torch.save(result, os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # a rank tearing gloo down while its peer still talks aborts (SIGABRT)
     dist.destroy_process_group()
 
 

@@ -217,6 +217,7 @@ for method, overrides in jobs.items():
     recipe = recipe_for(method, None, overrides)
     train_vit(method, recipe, DataSpec(**spec), out / method, rt=rt, log=print, log_every=1,
               command=f"torchrun --nproc-per-node 2 -m train vit --method {method}")
+dist.barrier()
 dist.destroy_process_group()
 """
 

@@ -98,6 +98,7 @@ def run_training(
     )
     run(method, out, resume=resume, log=log, log_every=log_every)
     if rt.world > 1:
+        rt.barrier()  # every rank done with its collectives before any tears the group down
         dist.destroy_process_group()
     return out / MODEL_DIR
 

@@ -489,6 +489,7 @@ def vit(
             log_every=log_every,
             command=command_line(ctx),
         )
+        rt.barrier()  # every rank done with gloo/nccl before any tears the group down
     finally:
         if rt.world > 1:
             import torch.distributed as dist
