@@ -724,8 +724,8 @@ def test_ddp_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = torch.load(tmp_path / "single.pt")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    single = torch.load(tmp_path / "single.pt", weights_only=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for kind in ("laplacian", "contrastive"):
         ref = single[kind]
         assert ref["loss"].item() > 0

@@ -109,7 +109,7 @@ def _source(repo: tuple[str, str]) -> str:
     return f"github.com/{repo[0]}@{repo[1][:12]}"
 
 
-_SCVI_DIGESTS = {  # table_digest of the tables the project was given (../shared/data)
+_SCVI_DIGESTS = {  # table_digest of the tables converted from the pinned upstream scvi.pkl
     64: "2008904b6bc97766967221f2f054f5418e99608f3569e80b3b39667d942e0854",
     128: "961f4338483721b7442c2aadbdc06a3f36ebfdbf78214d99d78093f745566bde",
     256: "9f208ed4709c245187ba9f277ff785c05434a22d2b534c13190a8685553a3006",
