@@ -8,6 +8,8 @@ name → tensor dict, or one sentence saying why the file is not one.
 from __future__ import annotations
 
 import argparse
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -33,13 +35,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         with open(path, "rb") as handle, torch.serialization.safe_globals([argparse.Namespace]):
             blob = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError…
-        reason = (str(err).splitlines() or [""])[0][:200]  # EOFError of an empty file: ""
-        raise UntrustedFormatError(
-            f"{path}: neither safetensors nor a tensor-only torch checkpoint that can be "
-            f"loaded safely ({err.__class__.__name__}: {reason}). "
-            "If you trust it, re-save just its state dict: "
-            "torch.save({'state_dict': ckpt['state_dict']}, 'clean.pt')"
-        ) from err
+        raise UntrustedFormatError(_unreadable(path, err)) from err
     if isinstance(blob, dict):
         for key in WRAPPER_KEYS:
             if isinstance(blob.get(key), dict):
@@ -57,6 +53,29 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"{', '.join(WRAPPER_KEYS)}), found a {kind}" + (f" with keys {keys}" if keys else "")
         )
     return blob
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why the file could not be read: empty, not a checkpoint at all, or an unsafe pickle
+    (only the last one is helped by re-saving a trusted file)."""
+    if path.stat().st_size == 0:
+        return f"{path}: the file is empty (0 bytes); an interrupted download or copy?"
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    is_pickle = head == b"PK" or head[:1] == b"\x80"  # torch's zip archive or a bare pickle
+    if not is_pickle:
+        return f"{path}: neither a safetensors file nor a torch checkpoint; is it the right file?"
+    if not isinstance(err, pickle.UnpicklingError):
+        return (
+            f"{path}: a damaged torch checkpoint ({err.__class__.__name__} while reading it); "
+            "download it again and compare its size and sha256"
+        )
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    what = f"it holds a {refused.group(1)}" if refused else "it holds more than tensors"
+    return (
+        f"{path}: a torch pickle that cannot be loaded safely ({what}). If you trust it, "
+        "re-save just its state dict: torch.save({'state_dict': ckpt['state_dict']}, 'clean.pt')"
+    )
 
 
 def key_problems(missing, unexpected=(), wrong_shape=(), show: int = 3) -> str:

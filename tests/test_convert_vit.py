@@ -404,6 +404,32 @@ def test_seed_bad_cell_line_width_and_non_state_dict_pickles_are_refused(tmp_pat
     assert not (tmp_path / "o4").exists()
 
 
+def test_unreadable_checkpoints_say_which_problem_they_have(tmp_path):
+    """Empty, not a checkpoint, damaged, unsafe: four different sentences, each with the path;
+    only the unsafe pickle gets the re-save advice (it cannot help the others)."""
+    real = tmp_path / "real.pt"
+    torch.save({"state_dict": seed_vit_state()}, real)
+    cases = {
+        "empty.pt": (b"", "the file is empty (0 bytes)"),
+        "notes.pt": (b"these are my notes\n", "neither a safetensors file nor a torch checkpoint"),
+        "cut.pt": (real.read_bytes()[:400], "a damaged torch checkpoint"),
+    }
+    for name, (content, expected) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        result = CliRunner().invoke(
+            main, ["zoo", "convert", "rxrx1-vit", str(tmp_path / name), "-o", str(tmp_path / "o")]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"{name}: {expected}" in result.output
+        assert "re-save" not in result.output and "Traceback" not in result.output
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "when": datetime.date(2024, 1, 1)}, real)
+    with pytest.raises(
+        UntrustedFormatError, match=r"cannot be loaded safely \(it holds a datetime"
+    ):
+        convert_rxrx1_vit(real, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 # --- OpenPhenom ------------------------------------------------------------------------------
 
 
