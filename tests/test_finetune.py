@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from embedkit.finetune.splits import (
 )
 from embedkit.images.model import ImageModel
 from embedkit.images.vit import ViTConfig
+from embedkit.zoo import get_card
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data_dir() or REPO.parent / "shared" / "data"  # $EMBEDKIT_DATA_DIR first
@@ -241,6 +243,29 @@ def test_a_run_writes_the_report_the_splits_and_one_model_per_seed(run):
         assert config["labels"] == report["labels"]["vocabulary"]
     best = run / "seeds" / f"seed-{report['best']['seed']}" / "model.safetensors"
     assert (run / "model" / "model.safetensors").read_bytes() == best.read_bytes()
+
+
+def test_the_best_model_has_a_card_that_publish_accepts(run, tiny, tmp_path):
+    """Before, RUN_DIR/model had no README.md and `train.publish` refused it."""
+    from embedkit.finetune.card import base_license
+    from embedkit.zoo.hub_card import check_card_text, write_card
+    from train.publish import check_folder
+
+    files = check_folder(run / "model")  # front matter parsed by the Hub, weights load
+    assert "README.md" in files
+    text = (run / "model" / "README.md").read_text()
+    meta = check_card_text(text, "card")
+    assert meta["pipeline_tag"] == "image-classification"
+    assert "fine-tuned" in meta["tags"] and "simulated-data" in meta["tags"]
+    assert meta["license"] == "other"  # the tiny base has no card to inherit from
+    assert "**SIMULATED data**" in text and f"local-dir:{tiny}" in text
+    assert "| pretrained | 2 |" in text and "| random-init | 2 |" in text
+
+    # a base with a card passes its licence on to the fine-tuned weights
+    shutil.copytree(tiny, tmp_path / "base")
+    write_card(tmp_path / "base", "embedkit-vit", "CC-BY-4.0", [], "# base\n")
+    assert base_license(f"local-dir:{tmp_path / 'base'}") == "cc-by-4.0"
+    assert base_license("vit-s16-cellpaint-demo") == get_card("vit-s16-cellpaint-demo").license
 
 
 def test_each_seed_starts_again_from_the_pretrained_weights(run, tiny, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from embedkit.datasets.synthetic.writing import simulated_root
 from embedkit.images.timm_export import card_lines
 from embedkit.io import atomic_path
 from embedkit.zoo import sha256_of
@@ -25,17 +26,6 @@ CITATION = (
 )
 SKIP = {"step", "lr", "seconds", "epoch_seconds", "epoch"}
 SHOW_FILES = 5
-
-
-def simulated_root(folder: Path) -> Path | None:
-    """The folder (or a parent, 3 levels up) whose README.txt says SIMULATED, as
-    `embedkit datasets synth-plate` writes it; None for real data."""
-    folder = Path(folder).resolve()
-    for candidate in [folder, *list(folder.parents)[:3]]:
-        readme = candidate / "README.txt"
-        if readme.is_file() and "SIMULATED" in readme.read_text(errors="replace")[:200]:
-            return candidate
-    return None
 
 
 def _data_lines(data: list[str]) -> list[str]:

@@ -656,7 +656,7 @@ class VitMethod(Method):
 
 def simulated_sources(spec: DataSpec) -> list[str]:
     """The inputs written by `embedkit datasets synth-plate` (their SIMULATED README.txt)."""
-    from train.image_card import simulated_root
+    from embedkit.datasets.synthetic.writing import simulated_root
 
     candidates = [Path(s.partition(":")[0]) for s in spec.data]
     if spec.metadata:

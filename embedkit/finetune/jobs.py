@@ -428,6 +428,7 @@ def _centroid_scores(x, classes, train, rows, n_classes):
 
 
 def _run(prep: Prepared, splits: Splits, options: FinetuneOptions, out_dir: Path, log, tick):
+    from embedkit.finetune.card import write_finetuned_card
     from embedkit.finetune.report import write_report
     from embedkit.io import atomic_dir
 
@@ -435,6 +436,7 @@ def _run(prep: Prepared, splits: Splits, options: FinetuneOptions, out_dir: Path
         report = _protocol(prep, splits, options, staging, log)
         report["seconds"] = round(time.perf_counter() - tick, 2)
         write_report(staging, report)
+        write_finetuned_card(staging / "model", report)  # publishable as it is
     return FinetuneSummary(out_dir, report, time.perf_counter() - tick)
 
 

@@ -186,3 +186,14 @@ def _write_screen(out: Path, config: SynthConfig) -> pd.DataFrame:
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     (out / "README.txt").write_text(_readme(config, len(meta), len(meta) * config.channels))
     return meta
+
+
+def simulated_root(folder: Path) -> Path | None:
+    """The folder (or a parent, 3 levels up) whose README.txt says SIMULATED, as
+    `embedkit datasets synth-plate` writes it; None for real data."""
+    folder = Path(folder).resolve()
+    for candidate in [folder, *list(folder.parents)[:3]]:
+        readme = candidate / "README.txt"
+        if readme.is_file() and "SIMULATED" in readme.read_text(errors="replace")[:200]:
+            return candidate
+    return None
