@@ -142,3 +142,25 @@ def test_real_a549_plate_reads_with_pandas_types_and_values(real_data):
         384,
         480,
     )
+
+
+def test_integer_ids_with_missing_cells_stay_integers_through_csv_parquet_and_h5ad(tmp_path):
+    """pandas reads 1234 with a gap as 1234.0; an ID column printed so was a known wart."""
+    import anndata
+
+    from embedkit.h5ad import write_h5ad
+
+    text = "Metadata_Well,Metadata_BRD,Metadata_Dose,Emb_0000\nA01,1234,1,0.5\nA02,,2,1.5\n"
+    text += "A03,98765,,2.5\n"
+    table = read_profiles(write(tmp_path, text))
+    assert str(table["Metadata_BRD"].dtype) == "Int64"
+    assert table["Metadata_BRD"].tolist()[::2] == [1234, 98765] and table["Metadata_BRD"].isna()[1]
+    assert str(table["Metadata_Dose"].dtype) == "Int64"
+    assert table.eval("Metadata_BRD == 1234").fillna(False).sum() == 1
+    table.to_csv(tmp_path / "out.csv", index=False)
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:3] == ["A01,1234,1,0.5", "A02,,2,1.5"]
+    table.to_parquet(tmp_path / "out.parquet")
+    assert str(read_profiles(tmp_path / "out.parquet")["Metadata_BRD"].dtype) == "Int64"
+    write_h5ad(table, tmp_path / "out.h5ad", ["Emb_0000"], {})
+    obs = anndata.read_h5ad(tmp_path / "out.h5ad").obs
+    assert obs["Metadata_BRD"].tolist()[0] == 1234 and "1234.0" not in obs.to_string()

@@ -7,7 +7,9 @@
 parser types the feature columns, and a `Metadata_` column becomes numbers (or True/False)
 when every value reads as one *and* nothing would be lost: a column holding "0001"-style
 values (plate barcodes, padded IDs) or integers longer than a float holds exactly stays
-text, as do well names ("A01"). Parquet keeps the types it was written with.
+text, as do well names ("A01"). Integers with missing cells become pandas' nullable
+`Int64` (pandas itself would make them floats, printing an ID as "1234.0"). Parquet keeps
+the types it was written with.
 """
 
 from __future__ import annotations
@@ -73,7 +75,10 @@ def _typed_column(values: pd.Series) -> pd.Series | None:
     if numbers.isna().any():
         return None
     if missing.any():
-        return pd.to_numeric(text.where(~missing), errors="coerce").astype(np.float64)
+        typed = pd.to_numeric(text.where(~missing), errors="coerce")
+        if pd.api.types.is_integer_dtype(numbers):  # IDs with gaps stay 1234, not 1234.0
+            return typed.astype("Int64")
+        return typed.astype(np.float64)
     return numbers  # int64 when every value is an integer, as pandas reads it
 
 
