@@ -7,14 +7,17 @@ Two measurements, both on the real files of a data folder:
    features of each space, over every molecule (walks as in training: 4 uniform steps, α =
    the cumulative product of edge weights). It is the share of the loss's targets that are
    not the molecule's own fingerprint or its neighbours' fingerprints.
-2. **Learning curve** (`--train-steps N`): for each fraction, pretrain N steps (optionally
-   from `--init-from`), then score the model with `embedkit evaluate property`'s report
-   beside random-init and ECFP4 (`--eval-*` settings). Slow on a CPU: hours for a
-   meaningful curve.
+2. **Learning curve** (`--train-steps N`, rounded to whole epochs): for each fraction,
+   pretrain N steps from scratch (or from `--init-from`) with the paper's optimiser, the
+   cosine schedule planned over those steps; then score every fraction's model in **one**
+   property report, beside random-init and ECFP4 (`--eval-*` settings), so all rows share
+   splits and baselines.
+   Training resumes from its checkpoint; `--no-score` only trains (run fractions in
+   parallel processes), `--score-only` scores the models already in `--work`.
 
     python benchmarks/bench_pretrain_curve.py --data-dir ../shared/data --work /tmp/curve
     python benchmarks/bench_pretrain_curve.py --data-dir ../shared/data --work /tmp/curve \\
-        --train-steps 2000 --fractions 0,0.25,0.5,1 --eval-datasets biogenadme
+        --train-steps 1500 --fractions 0,0.5,1 --eval-datasets chembl2k,biogenadme
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None, help="start every run from this model")
     p.add_argument("--eval-datasets", default="chembl2k,broad6k,biogenadme")
     p.add_argument("--eval-runs", type=int, default=10, help="fixed-split runs")
+    p.add_argument("--eval-jobs", type=int, default=2, help="parallel probe fits")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--no-score", action="store_true", help="train only")
+    p.add_argument("--score-only", action="store_true", help="score the trained models in --work")
     p.add_argument("--out", type=Path, default=RESULTS / "pretrain_curve.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -107,9 +115,19 @@ def main(argv: list[str] | None = None) -> int:
             "walk_signal": walk_signal(graph),
         }
         print(f"fraction {fraction:g}: {json.dumps(point['walk_signal'])}", flush=True)
-        if args.train_steps:
-            point["evaluation"] = _train_and_score(args, path, fraction)
+        if args.train_steps and not args.score_only:
+            point["train"] = _train(args, path, fraction)
+        elif args.score_only:  # trained earlier (e.g. in parallel processes): its losses
+            metrics = _run_dir(args, fraction) / "metrics.jsonl"
+            point["train"] = {"held_out_loss": _last_validation(metrics)}
         points.append(point)
+    if (args.train_steps or args.score_only) and not args.no_score:
+        evaluation = _score(args, [p for p in points if "profile_fraction" in p])
+        for point in points:
+            point["evaluation"] = evaluation.get(point.get("model_id"))
+        curve = {"table_markdown": evaluation.pop("table_markdown"), **evaluation.pop("_report")}
+    else:
+        curve = None
 
     from embedkit.evaluation.report import write_report
 
@@ -118,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "pretrain_curve",
             "config": vars(args) | {"work": str(args.work), "out": str(args.out)},
             "points": points,
+            "report": curve,
         },
         args.out,
     )
@@ -125,36 +144,79 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _train_and_score(args, graph_path: Path, fraction: float) -> dict:
-    from embedkit.evaluation.report import run_property_report
+def _run_dir(args, fraction: float) -> Path:
+    return args.work / f"run_{fraction:g}"
+
+
+def _train(args, graph_path: Path, fraction: float) -> dict:
+    """Pretrain one fraction's model (resumable); the schedule ends at `--train-steps`."""
+    from train.context_graph import ContextGraph
     from train.infoalign import run_training
     from train.trainer import TrainConfig
 
-    out = args.work / f"run_{fraction:g}"
-    cfg = TrainConfig(
-        batch_size=args.batch_size,
-        epochs=10_000,
-        max_steps=args.train_steps,
-        bf16=True,
-        init_from=args.init_from,
-    )
+    graph = ContextGraph.load(graph_path)
+    cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed, bf16=True)
+    train_molecules = graph.num_molecules * (1 - cfg.val_fraction)
+    steps_per_epoch = max(int(train_molecules // args.batch_size), 1)
+    cfg.epochs = max(round(args.train_steps / steps_per_epoch), 1)  # whole epochs: each
+    # ends with the held-out losses, and the schedule ends where training does
+    cfg.init_from = args.init_from
+    out = _run_dir(args, fraction)
     tick = time.perf_counter()
-    folder = run_training(cfg, out, graph_path, resume=(out / "checkpoint.pt").exists(), threads=1)
-    seconds = time.perf_counter() - tick
+    run_training(
+        cfg, out, graph_path, resume=(out / "checkpoint.pt").exists(), threads=args.threads
+    )
+    return {
+        "train_seconds": round(time.perf_counter() - tick, 1),
+        "steps": cfg.epochs * steps_per_epoch,
+        "epochs": cfg.epochs,
+        "batch_size": args.batch_size,
+        "held_out_loss": _last_validation(out / "metrics.jsonl"),
+    }
+
+
+def _last_validation(metrics: Path) -> dict:
+    """The held-out reconstruction losses of the last epoch record (per feature space)."""
+    if not metrics.exists():
+        return {}
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    last = next((r for r in reversed(records) if "val_loss" in r), {})
+    return {k[4:]: round(v, 4) for k, v in last.items() if k.startswith("val_")}
+
+
+def _score(args, points: list[dict]) -> dict:
+    """One property report over every fraction's model: shared splits, baselines once."""
+    from embedkit.evaluation.report import run_property_report
+
+    models = []
+    for point in points:
+        folder = _run_dir(args, point["profile_fraction"]) / "model"
+        if not folder.exists():
+            raise SystemExit(f"error: no trained model in {folder}; train it first")
+        point["model_id"] = f"local-dir:{folder}"
+        models.append(point["model_id"])
     report = run_property_report(
-        f"local-dir:{folder}",
+        models[0],
         args.data_dir,
         args.eval_datasets.split(","),
         protocol="fixed-split",
         fixed_split_runs=args.eval_runs,
         forest=False,
-        jobs=1,
+        jobs=args.eval_jobs,
+        extra_models=models[1:],
     )
-    return {
-        "train_seconds": round(seconds, 1),
-        "summary": report["summary"],
-        "margins": report["margins"],
-    }
+    print(report["table_markdown"], flush=True)
+    infos = [report["model"], *report["extra_models"]]  # in the order the models were given
+    by_model = {}
+    for model, info in zip(models, infos, strict=True):
+        name = str(info.get("model_id", model))  # the method name in the report's rows
+        by_model[model] = {
+            "rows": [r for r in report["summary"] if r.get("method") == name],
+            "margins": [m for m in report["margins"] if m.get("model") == name],
+        }
+    by_model["table_markdown"] = report["table_markdown"]
+    by_model["_report"] = {"summary": report["summary"], "margins": report["margins"]}
+    return by_model
 
 
 if __name__ == "__main__":
