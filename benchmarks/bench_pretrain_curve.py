@@ -205,17 +205,29 @@ def _score(args, points: list[dict]) -> dict:
         jobs=args.eval_jobs,
         extra_models=models[1:],
     )
-    print(report["table_markdown"], flush=True)
     infos = [report["model"], *report["extra_models"]]  # in the order the models were given
+    # every run folder ends in ".../model", which portable provenance paths would collapse
+    # into one name: label each model by its profile share instead
+    labels = {
+        str(info.get("model_id", model)): f"profiles {point['profile_fraction']:g}"
+        for model, info, point in zip(models, infos, points, strict=True)
+    }
+    table = report["table_markdown"]
+    for name, label in labels.items():
+        table = table.replace(f"| {name} |", f"| {label} |")
+    summary = [{**r, "method": labels.get(r["method"], r["method"])} for r in report["summary"]]
+    margins = [{**m, "model": labels.get(m["model"], m["model"])} for m in report["margins"]]
+    print(table, flush=True)
     by_model = {}
-    for model, info in zip(models, infos, strict=True):
-        name = str(info.get("model_id", model))  # the method name in the report's rows
-        by_model[model] = {
-            "rows": [r for r in report["summary"] if r.get("method") == name],
-            "margins": [m for m in report["margins"] if m.get("model") == name],
+    for point in points:
+        label = f"profiles {point['profile_fraction']:g}"
+        point["model_id"] = label
+        by_model[label] = {
+            "rows": [r for r in summary if r["method"] == label],
+            "margins": [m for m in margins if m["model"] == label],
         }
-    by_model["table_markdown"] = report["table_markdown"]
-    by_model["_report"] = {"summary": report["summary"], "margins": report["margins"]}
+    by_model["table_markdown"] = table
+    by_model["_report"] = {"summary": summary, "margins": margins}
     return by_model
 
 
