@@ -50,15 +50,17 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def portable_path(path: str | Path) -> str:
+def portable_path(path: str | Path, keep: int = 1) -> str:
     """`path` as recorded in an output: relative to the working folder (POSIX separators)
-    when it lies inside it, else its name alone — never an absolute local path."""
+    when it lies inside it, else its last `keep` parts (the name alone by default; model
+    folders keep their parent, as most are called `model`) — never an absolute local path."""
     path = Path(os.path.expanduser(str(path)))
     absolute = Path(os.path.abspath(path))
     try:
         relative = absolute.relative_to(Path(os.path.abspath(Path.cwd())))
     except ValueError:
-        return absolute.name or str(path.anchor)
+        parts = [part for part in absolute.parts if part != absolute.anchor][-keep:]
+        return "/".join(parts) or str(path.anchor)
     return relative.as_posix() or "."
 
 
@@ -76,11 +78,14 @@ def input_fields(path: str | Path, key: str = "input") -> dict[str, str]:
 
 def portable(value):
     """A JSON value with every absolute path string made portable (recursively); also for
-    values written as data, such as `Metadata_Model` (`local-dir:/abs/vit` → `local-dir:vit`)."""
+    values written as data, such as `Metadata_Model` (`local-dir:/abs/runs/vit` →
+    `local-dir:runs/vit`)."""
     if isinstance(value, str):
         found = _ABSOLUTE.match(value)
         if found and "\n" not in value:
-            return (found["scheme"] or "") + portable_path(found["path"])
+            if found["scheme"]:  # a model folder: RUN/model, so runs stay apart in a report
+                return found["scheme"] + portable_path(found["path"], keep=2)
+            return portable_path(found["path"])
         return value
     if isinstance(value, dict):
         return {str(k): portable(v) for k, v in value.items()}

@@ -457,5 +457,5 @@ def test_the_property_report_carries_software_versions_and_no_absolute_path(tmp_
     text = write_report(report, tmp_path / "r.json").read_text()
     written = json.loads(text)
     assert str(tmp_path) not in text
-    assert written["data_dir"] == "data" and written["model"] == "local-dir:m"
+    assert written["data_dir"] == "data" and written["model"] == f"local-dir:{tmp_path.name}/m"
     assert written["software"]["embedkit"] and "torch" in written["software"]

@@ -82,7 +82,8 @@ def test_every_table_output_carries_provenance_and_no_absolute_path(
         info = read_run_info(out)
         assert_software(info)
         assert info["config_sha256"] == config_sha, out  # travels from the embedding run
-        assert info["model_id"] == f"local-dir:{tiny_model_dir.name}", out
+        parent_and_name = f"{tiny_model_dir.parent.name}/{tiny_model_dir.name}"
+        assert info["model_id"] == f"local-dir:{parent_and_name}", out
         if command == "embed-smiles":
             assert info["input"] == "mols.csv"  # outside the working folder: its name…
             assert info["input_sha256"] == sha256(molecules_csv)  # …and its sha256
@@ -156,10 +157,12 @@ def test_stamp_makes_every_absolute_path_portable_and_keeps_other_text(tmp_path,
         }
     )
     assert info["input"] == "sub/a.csv"
-    assert info["model_id"] == "local-dir:vit"
+    assert info["model_id"] == "local-dir:models/vit"  # the parent keeps RUN/model apart
     assert info["nested"]["paths"] == ["plate.parquet", "b.csv", "c.csv"]
     assert info["controls"] == "Metadata_Path == '/a/b'" and info["n"] == 3
     assert portable_path(tmp_path) == "."
+    two_runs = stamp({"a": "local-dir:/tmp/curve/run_0/model", "b": "local-dir:/x/run_1/model"})
+    assert two_runs["a"] == "local-dir:run_0/model" and two_runs["b"] == "local-dir:run_1/model"
 
 
 def test_versions_are_read_without_importing_the_libraries():
