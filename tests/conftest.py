@@ -63,3 +63,21 @@ def _calibrate_batch_norm(model: InfoAlignModel) -> None:
         for start in range(0, len(graphs), 64):
             model.encoder(collate(graphs[start : start + 64]))
     model.eval()
+
+
+def model_with_nontrivial_norms(model_dir: Path, seed: int) -> InfoAlignModel:
+    """The tiny model in eval mode with non-trivial BatchNorm affine and GIN ε, so that
+    folding and the symmetry shortcut are really exercised (default BN is the identity)."""
+    from embedkit.molecules.embedder import freeze_embedding_norms
+
+    model = InfoAlignModel.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_()
+        for conv in model.encoder.graph_encoder.convs:
+            conv.eps.fill_(0.1)
+    freeze_embedding_norms(model)
+    return model.eval()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from conftest import nci_smiles
+from conftest import model_with_nontrivial_norms, nci_smiles
 from rdkit import Chem
 
 from embedkit.molecules.batch import collate
-from embedkit.molecules.embedder import MoleculeEmbedder, freeze_embedding_norms
+from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.inference import FrozenEncoder
 from embedkit.molecules.model import InfoAlignModel
@@ -76,16 +76,7 @@ def test_bf16_is_close_to_fp32(tiny_model_dir):
 
 def test_frozen_encoder_is_an_exact_rewrite(tiny_model_dir):
     """BatchNorm folding, fused ReLU and the combined bond table change rounding only (fp32)."""
-    model = InfoAlignModel.from_pretrained(tiny_model_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():  # non-trivial BN affine and ε, so folding is really exercised
-        for module in model.encoder.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_()
-        for conv in model.encoder.graph_encoder.convs:
-            conv.eps.fill_(0.1)
-    freeze_embedding_norms(model)
+    model = model_with_nontrivial_norms(tiny_model_dir, seed=1)  # folding really exercised
     smiles = nci_smiles(64) + ["C/C=C/C", "C[C@@H](N)O", "[Na+].[Cl-]"]
     batch = collate([g for g in (smiles_to_graph(s)[0] for s in smiles) if g is not None])
     with torch.inference_mode():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from conftest import nci_smiles
+from conftest import model_with_nontrivial_norms, nci_smiles
 
 import embedkit.molecules.symmetry as symmetry
 from embedkit.molecules.batch import collate
-from embedkit.molecules.embedder import MoleculeEmbedder, freeze_embedding_norms
+from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.featurize import smiles_to_graph
 from embedkit.molecules.inference import ExactEncoder
 from embedkit.molecules.model import InfoAlignModel
@@ -19,18 +19,7 @@ def _batch(smiles: list[str]):
 
 
 def _model(tiny_model_dir) -> InfoAlignModel:
-    """The tiny model with non-trivial BatchNorm affine and ε (as the frozen-encoder test)."""
-    model = InfoAlignModel.from_pretrained(tiny_model_dir)
-    torch.manual_seed(2)
-    with torch.no_grad():
-        for module in model.encoder.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_()
-        for conv in model.encoder.graph_encoder.convs:
-            conv.eps.fill_(0.1)
-    freeze_embedding_norms(model)
-    return model.eval()
+    return model_with_nontrivial_norms(tiny_model_dir, seed=2)
 
 
 def test_symmetric_atoms_share_rows_and_layer_zero_spans_molecules():
