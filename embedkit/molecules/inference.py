@@ -143,19 +143,23 @@ class FrozenEncoder:
         h = F.embedding_bag(graphs.atom_codes + self.atom_offsets, self.atom_table, mode="sum")
         for i, layer in enumerate(graphs.layers):
             # rows are WL classes, not atoms (see symmetry.py); layer 0's vn is shared.
-            h_in = h + self.vn0 if i == 0 else h[layer.a_from_z] + vn[layer.a_graph]
+            if i == 0:
+                h_in = h.add_(self.vn0)
+            else:
+                h_in = h.index_select(0, layer.a_from_z).add_(vn.index_select(0, layer.a_graph))
             attr = layer.edge_attr
             bond_code = (attr[:, 0] * BOND_VOCAB_SIZES[1] + attr[:, 1]) * BOND_VOCAB_SIZES[
                 2
             ] + attr[:, 2]
-            messages = F.relu(h_in[layer.edge_src] + F.embedding(bond_code, self.bond_tables[i]))
-            own = h_in[layer.z_a]
+            messages = h_in.index_select(0, layer.edge_src)
+            messages.add_(self.bond_tables[i].index_select(0, bond_code)).relu_()
+            own = h_in.index_select(0, layer.z_a)
             z = torch.mul(own, self.one_plus_eps[i]).index_add_(0, layer.edge_dst, messages)
             h = self.conv2[i](self.conv1[i](z)).add_(own)
             if i < self.num_layer - 1:
-                pooled = _sum_pool(h_in[layer.a_node], batch, n) + vn
+                pooled = _sum_pool(h_in.index_select(0, layer.a_node), batch, n).add_(vn)
                 vn = vn + self.vn2[i](self.vn1[i](pooled))
-        return self.head(F.silu(_sum_pool(h[graphs.out_node], batch, n)))
+        return self.head(F.silu(_sum_pool(h.index_select(0, graphs.out_node), batch, n)))
 
 
 class ExactEncoder:
@@ -164,7 +168,10 @@ class ExactEncoder:
     Every row goes through the same kernels in the same order as the training forward
     (BatchNorm unfolded, sums over edges and atoms in batch order), so its embeddings equal
     the module's, and InfoAlign's, to the last bits the kernels allow; only atoms the GIN
-    cannot tell apart are computed once (symmetry.py). Call under `torch.inference_mode`.
+    cannot tell apart are computed once (symmetry.py). What differs from the module only
+    saves memory traffic without touching a value: rows are gathered with `index_select`,
+    and additions and ReLUs write into tensors that are not read again (a + b is the same
+    float as b + a, in place or not). Call under `torch.inference_mode`.
     """
 
     def __init__(self, encoder: MoleculeEncoder) -> None:
@@ -177,20 +184,27 @@ class ExactEncoder:
             device = gnn.virtualnode_embedding.weight.device
             graphs = classes(graphs, self.num_layer).to(device)
         n, batch, last = graphs.num_graphs, graphs.batch, self.num_layer - 1
-        vn = gnn.virtualnode_embedding.weight.expand(n, -1)
+        vn0 = gnn.virtualnode_embedding.weight
+        vn = vn0.expand(n, -1)
         h = gnn.atom_encoder(graphs.atom_codes)
         for i, layer in enumerate(graphs.layers):
-            h_in = (h if i == 0 else h[layer.a_from_z]) + vn[layer.a_graph]
-            conv = gnn.convs[i]
-            messages = F.relu(h_in[layer.edge_src] + conv.bond_encoder(layer.edge_attr))
-            own = h_in[layer.z_a]
+            conv, mlp = gnn.convs[i], gnn.convs[i].mlp
+            if i == 0:  # every graph's virtual node is still vn0: broadcast, no gather
+                h_in = h.add_(vn0)
+            else:
+                h_in = h.index_select(0, layer.a_from_z).add_(vn.index_select(0, layer.a_graph))
+            messages = h_in.index_select(0, layer.edge_src)
+            messages.add_(conv.bond_encoder(layer.edge_attr)).relu_()
+            own = h_in.index_select(0, layer.z_a)
             aggregated = own.new_zeros(own.shape).index_add_(0, layer.edge_dst, messages)
-            h = gnn.batch_norms[i](conv.mlp((1 + conv.eps) * own + aggregated))
+            z = ((1 + conv.eps) * own).add_(aggregated)
+            # conv.mlp = Linear → BatchNorm → ReLU → Linear, called step by step to ReLU in place
+            h = gnn.batch_norms[i](mlp[3](mlp[1](mlp[0](z)).relu_()))
             if i < last:
-                h = F.relu(h)
-            h = h + own
+                h.relu_()
+            h.add_(own)
             if i < last:
-                pooled = _sum_pool(h_in[layer.a_node], batch, n) + vn
+                pooled = _sum_pool(h_in.index_select(0, layer.a_node), batch, n).add_(vn)
                 vn = vn + gnn.mlp_virtualnode_list[i](pooled)
-        pooled = _sum_pool(h[graphs.out_node], batch, n)
+        pooled = _sum_pool(h.index_select(0, graphs.out_node), batch, n)
         return self.encoder.dist_net(pooled).chunk(2, dim=1)[0]
