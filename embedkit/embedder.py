@@ -10,13 +10,14 @@ back as float32 numpy arrays.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from embedkit.device import resolve_device
+from embedkit.device import SlowPrecisionWarning, bf16_is_native, resolve_device
 from embedkit.errors import InputError
 
 PRECISIONS = ("fp32", "bf16")
@@ -75,6 +76,14 @@ class BaseEmbedder:
     ):
         self.precision = check_precision(precision)
         self.device = resolve_device(device)
+        if self.precision == "bf16" and not bf16_is_native(self.device):
+            warnings.warn(
+                SlowPrecisionWarning(
+                    "bf16 is not faster than fp32 on this CPU (no AMX): fp32, the default, "
+                    "is both exact and faster here"
+                ),
+                stacklevel=3,
+            )
         self.model = model.eval().to(self.device)
         self.run_info = dict(run_info or {})
 

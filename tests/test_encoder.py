@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 import torch
 from conftest import model_with_nontrivial_norms, nci_smiles
 from rdkit import Chem
 
+from embedkit.device import SlowPrecisionWarning
 from embedkit.molecules.batch import collate
 from embedkit.molecules.embedder import MoleculeEmbedder
 from embedkit.molecules.featurize import smiles_to_graph
@@ -95,3 +99,40 @@ def test_bf16_worker_processes_match_in_process(tiny_model_dir):
     np.testing.assert_array_equal(serial.valid, parallel.valid)
     np.testing.assert_allclose(serial.embeddings, parallel.embeddings, rtol=1e-2, atol=1e-2)
     assert serial.errors == parallel.errors
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_warns_where_it_is_slower_than_fp32(tiny_model_dir, monkeypatch, amx):
+    """Only the hardware probe is replaced: the warning logic and the embedder are real."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    model = InfoAlignModel.from_pretrained(tiny_model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MoleculeEmbedder(model, device="cpu", precision="bf16")
+        MoleculeEmbedder(model, device="cpu", precision="fp32")
+    slow = [w for w in caught if issubclass(w.category, SlowPrecisionWarning)]
+    assert len(slow) == (0 if amx else 1)
+    if slow:
+        assert "no AMX" in str(slow[0].message) and slow[0].filename == __file__
+
+
+def test_cli_prints_embedkit_warnings_as_one_line(tiny_model_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from embedkit.cli import main
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    (tmp_path / "in.csv").write_text("smiles\nCCO\nc1ccccc1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SlowPrecisionWarning)  # pyproject ignores it in tests
+        result = CliRunner().invoke(
+            main,
+            ["embed-smiles", str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.parquet")]
+            + ["-m", f"local-dir:{tiny_model_dir}", "--precision", "bf16"],
+        )
+    assert result.exit_code == 0, result.output
+    warning_lines = [line for line in result.stderr.splitlines() if "AMX" in line]
+    assert warning_lines == [
+        "warning: bf16 is not faster than fp32 on this CPU (no AMX): fp32, the default, "
+        "is both exact and faster here"
+    ]

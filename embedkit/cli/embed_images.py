@@ -106,7 +106,7 @@ def channel_map_from_options(channels: str | None, channel_map: str | None, mode
     "max 8]"
 )
 @device_option
-@precision_option("bf16 autocast (GPUs, CPUs with AVX-512 BF16).")
+@precision_option("bf16 autocast: for GPUs and CPUs with AMX; elsewhere not faster.")
 @click.option("--shard", default=None, help="I/N: embed every N-th plate starting at I.")
 @click.option(
     "--resume",

@@ -44,8 +44,8 @@ from embedkit.cli.options import (
 )
 @device_option
 @precision_option(
-    "bf16 weights and activations: ~2x faster on CPUs with AVX-512 BF16 and on GPUs "
-    "(cosine to fp32 >= 0.9998 on NCI molecules); fp32 is exact."
+    "bf16 weights and activations (cosine to fp32 >= 0.9998 on NCI molecules): for GPUs "
+    "and CPUs with AMX; elsewhere slower than fp32 (a warning says so). fp32 is exact."
 )
 @on_error_option(
     "Invalid SMILES: keep the row with NaNs (nan), stop before writing (raise), or drop it."

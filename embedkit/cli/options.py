@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -131,6 +132,18 @@ def friendly_errors(func):
     return wrapper
 
 
+_python_showwarning = warnings.showwarning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """embedkit's own warnings print as `warning: …` lines on the command line (no source
+    line); other libraries' warnings keep Python's format, which says where they come from."""
+    if category.__module__.startswith("embedkit"):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 class EmbedkitGroup(click.Group):
     """The root command: one error style for every sub-command, bad options included."""
 
@@ -143,6 +156,7 @@ class EmbedkitGroup(click.Group):
             raise usage_error(err) from err
 
     def invoke(self, ctx):
+        warnings.showwarning = _one_line_warning
         try:
             return super().invoke(ctx)
         except NoArgsIsHelpError:

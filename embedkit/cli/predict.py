@@ -62,7 +62,7 @@ from embedkit.cli.options import (
 @batch_size_option(8, "Sites")
 @num_workers_option("Image-decoding processes.  [default: 0]")
 @device_option
-@precision_option("bf16 autocast (GPUs, CPUs with AVX-512 BF16).")
+@precision_option("bf16 autocast: for GPUs and CPUs with AMX; elsewhere not faster.")
 @progress_option
 @overwrite_option
 @friendly_errors
