@@ -79,8 +79,8 @@ class BaseEmbedder:
         if self.precision == "bf16" and not bf16_is_native(self.device):
             warnings.warn(
                 SlowPrecisionWarning(
-                    "bf16 is not faster than fp32 on this CPU (no AMX): fp32, the default, "
-                    "is both exact and faster here"
+                    "bf16 on a CPU without AMX: slower than fp32 in embedkit's measurements; "
+                    "fp32, the default, is also exact"
                 ),
                 stacklevel=3,
             )
