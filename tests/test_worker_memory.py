@@ -6,7 +6,6 @@ import resource
 import sys
 
 import pytest
-from conftest import nci_smiles
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -17,6 +16,7 @@ pytestmark = pytest.mark.skipif(
 def _faults_per_batch(retain: bool, queue) -> None:
     """Minor page faults of each of 6 forwards of a full-size GIN (5 × 300) on 256 molecules."""
     import torch
+    from conftest import nci_smiles
 
     from embedkit.molecules.batch import collate
     from embedkit.molecules.featurize import smiles_to_graph
@@ -42,7 +42,9 @@ def _faults_per_batch(retain: bool, queue) -> None:
 
 
 def _run(retain: bool) -> tuple:
-    context = mp.get_context("fork")
+    # A fresh interpreter: a fork of this long-lived test process would inherit a malloc
+    # whose dynamic thresholds earlier tests have already raised.
+    context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_faults_per_batch, args=(retain, queue))
     process.start()
