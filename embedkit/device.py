@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from embedkit.errors import InputError
@@ -22,11 +24,12 @@ class SlowPrecisionWarning(UserWarning):
 def bf16_is_native(device: torch.device) -> bool:
     """Whether bf16 matmuls have their own hardware here: a GPU, or a CPU with AMX tiles.
 
-    AVX-512 CPUs without AMX run oneDNN's bf16 matmuls through AVX-512 BF16 dot products,
-    which measured slower than fp32 on such a CPU (84–95 vs 120–127 GFLOP/s for a
-    300 × 600 matmul; docs/molecules.md section 4). Unknown hardware counts as native.
+    On an x86 CPU without AMX (or with AMX hidden by the hypervisor), bf16 runs through
+    AVX-512 BF16 dot products and measured slower than fp32 for both model kinds: the GIN
+    0.88× (docs/molecules.md section 4), the ViT 0.59× (50.6 vs 85.8 sites/s;
+    docs/images.md). Other hardware counts as native.
     """
-    if device.type != "cpu":
-        return True
+    if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return True  # GPUs; ARM CPUs have their own bf16 instructions, not measured here
     is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(is_amx()) if callable(is_amx) else True

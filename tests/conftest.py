@@ -47,12 +47,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_model")
     model = InfoAlignModel(GINConfig(num_layer=2, emb_dim=16), decoder_spaces={"morgan": 32})
-    _calibrate_batch_norm(model)
+    calibrate_batch_norm(model)
     model.save_pretrained(folder)
     return folder
 
 
-def _calibrate_batch_norm(model: InfoAlignModel) -> None:
+def calibrate_batch_norm(model: InfoAlignModel) -> None:
     """Run a few training-mode passes so BatchNorm statistics are realistic, not 0/1."""
     from embedkit.molecules.batch import collate
     from embedkit.molecules.featurize import smiles_to_graph
@@ -66,8 +66,9 @@ def _calibrate_batch_norm(model: InfoAlignModel) -> None:
 
 
 def model_with_nontrivial_norms(model_dir: Path, seed: int) -> InfoAlignModel:
-    """The tiny model in eval mode with non-trivial BatchNorm affine and GIN ε, so that
-    folding and the symmetry shortcut are really exercised (default BN is the identity)."""
+    """The tiny model in eval mode with non-trivial BatchNorm affine, GIN ε and virtual node,
+    so that folding and the symmetry shortcut are really exercised (default BN is the
+    identity, the default virtual node zero)."""
     from embedkit.molecules.embedder import freeze_embedding_norms
 
     model = InfoAlignModel.from_pretrained(model_dir)
@@ -79,5 +80,7 @@ def model_with_nontrivial_norms(model_dir: Path, seed: int) -> InfoAlignModel:
                 module.bias.normal_()
         for conv in model.encoder.graph_encoder.convs:
             conv.eps.fill_(0.1)
+        # trained models have a non-zero virtual node (it is initialised to zero)
+        model.encoder.graph_encoder.virtualnode_embedding.weight.normal_()
     freeze_embedding_norms(model)
     return model.eval()

@@ -130,7 +130,9 @@ def test_cli_prints_embedkit_warnings_as_one_line(tiny_model_dir, tmp_path, monk
             ["embed-smiles", str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.parquet")]
             + ["-m", f"local-dir:{tiny_model_dir}", "--precision", "bf16"],
         )
+        hook_after = warnings.showwarning
     assert result.exit_code == 0, result.output
+    assert hook_after.__module__ != "embedkit.cli.options"  # the caller's hook is back
     warning_lines = [line for line in result.stderr.splitlines() if "AMX" in line]
     assert warning_lines == [
         "warning: bf16 on a CPU without AMX: slower than fp32 in embedkit's measurements; "

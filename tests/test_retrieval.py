@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import _calibrate_batch_norm, nci_smiles
+from conftest import calibrate_batch_norm, nci_smiles
 
 from embedkit.api import load
 from embedkit.cli import main
@@ -49,7 +49,7 @@ def make_model(folder: Path, seed: int) -> Path:
         decoder_spaces={"morgan": 32, "cp_test": len(COLUMNS), "l1000": 2},
         extra={"feature_spaces": spaces},
     )
-    _calibrate_batch_norm(model)
+    calibrate_batch_norm(model)
     return model.save_pretrained(folder)
 
 

@@ -43,6 +43,28 @@ def test_exact_encoder_equals_the_module_bit_for_bit(tiny_model_dir):
     assert torch.equal(exact, reference)
 
 
+def test_exact_encoder_is_exact_at_depth_and_leaves_the_weights_alone(tmp_path):
+    """3 layers (two virtual-node updates), calibrated BatchNorm: the in-place additions of
+    `ExactEncoder` neither change a value nor write into a parameter or buffer."""
+    from conftest import calibrate_batch_norm
+
+    from embedkit.molecules.gin import GINConfig
+
+    torch.manual_seed(3)
+    model = InfoAlignModel(GINConfig(num_layer=3, emb_dim=24))
+    calibrate_batch_norm(model)
+    model.save_pretrained(tmp_path)
+    model = model_with_nontrivial_norms(tmp_path, seed=4)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = _batch(nci_smiles(60) + ["C/C=C/C", "[Na+].[Cl-]"])
+    with torch.inference_mode():
+        first = ExactEncoder(model.encoder)(batch)
+        second = ExactEncoder(model.encoder)(batch)
+        reference = model.encoder(batch)
+    assert torch.equal(first, reference) and torch.equal(second, reference)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
 def test_fp32_embedder_equals_the_training_forward_bit_for_bit(tiny_model_dir):
     model = _model(tiny_model_dir)
     smiles = nci_smiles(100)

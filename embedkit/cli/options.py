@@ -132,16 +132,18 @@ def friendly_errors(func):
     return wrapper
 
 
-_python_showwarning = warnings.showwarning
+def _one_line_warnings(previous):
+    """A `warnings.showwarning` that prints embedkit's own warnings as `warning: …` lines
+    (no source line); other libraries' warnings go to `previous`, which says where they
+    come from."""
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if category.__module__.startswith("embedkit"):
+            click.echo(f"warning: {message}", file=file, err=file is None)
+        else:
+            previous(message, category, filename, lineno, file, line)
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """embedkit's own warnings print as `warning: …` lines on the command line (no source
-    line); other libraries' warnings keep Python's format, which says where they come from."""
-    if category.__module__.startswith("embedkit"):
-        click.echo(f"warning: {message}", err=True)
-    else:
-        _python_showwarning(message, category, filename, lineno, file, line)
+    return show
 
 
 class EmbedkitGroup(click.Group):
@@ -156,7 +158,8 @@ class EmbedkitGroup(click.Group):
             raise usage_error(err) from err
 
     def invoke(self, ctx):
-        warnings.showwarning = _one_line_warning
+        previous = warnings.showwarning
+        warnings.showwarning = _one_line_warnings(previous)
         try:
             return super().invoke(ctx)
         except NoArgsIsHelpError:
@@ -165,6 +168,8 @@ class EmbedkitGroup(click.Group):
             raise usage_error(err) from err
         except EmbedkitError as err:
             raise one_line_error(err) from err
+        finally:  # the hook is the command's only: a caller's own hook is back afterwards
+            warnings.showwarning = previous
 
 
 device_option = click.option(
