@@ -401,7 +401,8 @@ def summarize(results, active, in_sample, table, args) -> dict:
         "dataset": f"{CMEA} ({len(table)} compounds, U2OS)",
         "protocol": (
             f"{args.folds} Murcko-scaffold folds; each fold's compounds held out of "
-            f"pretraining ({args.epochs} epochs, bf16, {args.nproc} gloo processes); "
+            f"pretraining ({args.epochs} epochs of batch {args.batch_size}, bf16, "
+            f"{args.nproc} gloo processes of one thread: the shipped model's recipe); "
             "candidates = the fold's held-out profiles; reference molecules = the 1,000 "
             "LINCS compounds shipped with embedkit (the 100 CMEA compounds are not among "
             "them); ridge baselines fitted on the other folds, their reference = ECFP4 "
