@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import warnings
 
 import numpy as np
@@ -104,6 +105,7 @@ def test_bf16_worker_processes_match_in_process(tiny_model_dir):
 @pytest.mark.parametrize("amx", [False, True])
 def test_bf16_warns_where_it_is_slower_than_fp32(tiny_model_dir, monkeypatch, amx):
     """Only the hardware probe is replaced: the warning logic and the embedder are real."""
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")  # the warning is x86's
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     model = InfoAlignModel.from_pretrained(tiny_model_dir)
     with warnings.catch_warnings(record=True) as caught:
@@ -121,6 +123,7 @@ def test_cli_prints_embedkit_warnings_as_one_line(tiny_model_dir, tmp_path, monk
 
     from embedkit.cli import main
 
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     (tmp_path / "in.csv").write_text("smiles\nCCO\nc1ccccc1\n")
     with warnings.catch_warnings():
@@ -138,3 +141,13 @@ def test_cli_prints_embedkit_warnings_as_one_line(tiny_model_dir, tmp_path, monk
         "warning: bf16 on a CPU without AMX: slower than fp32 in embedkit's measurements; "
         "fp32, the default, is also exact"
     ]
+
+
+def test_bf16_does_not_warn_off_x86(tiny_model_dir, monkeypatch):
+    """ARM CPUs have their own bf16 instructions, which embedkit has not measured."""
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MoleculeEmbedder(InfoAlignModel.from_pretrained(tiny_model_dir), precision="bf16")
+    assert not [w for w in caught if issubclass(w.category, SlowPrecisionWarning)]
